@@ -1,0 +1,28 @@
+# The two commands of the README: `make demo` runs the main job, `make test` the test suite.
+SHELL := /bin/bash
+VENV := .venv/bin
+QUESTION ?= How do I read a file line by line in Python?
+
+.PHONY: setup up down demo test lint unit
+
+setup:
+	@scripts/setup.sh
+
+up: setup
+	@$(VENV)/esrag up
+
+down:
+	@$(VENV)/esrag down
+
+demo: up
+	@scripts/demo.sh "$(QUESTION)"
+
+lint: setup
+	@$(VENV)/ruff check .
+
+unit: setup
+	@$(VENV)/pytest -q -m "not integration"
+
+test: up
+	@$(VENV)/ruff check .
+	@$(VENV)/pytest -q

@@ -1,0 +1,3 @@
+"""esrag: retrieval-augmented generation over large document collections on Elasticsearch."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,131 @@
+"""The ``esrag`` command: core commands here, the rest registered by the other packages.
+
+Packages add their commands through the ``esrag.commands`` entry point group (each entry
+is a ``register(app)`` callable), so the core never imports ingest, workers or query.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib.metadata import entry_points
+from typing import Annotated, Any
+
+import typer
+
+from esrag import localnode, localredis
+from esrag.errors import EsragError
+from esrag.settings import Settings, load_settings
+
+app = typer.Typer(
+    name="esrag",
+    help="Retrieval-augmented generation over large document collections on Elasticsearch.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def echo_err(message: str) -> None:
+    """Print one line to stderr."""
+    typer.echo(message, err=True)
+
+
+@app.command()
+def up(
+    nodes: Annotated[int | None, typer.Option(help="Elasticsearch nodes to run locally")] = None,
+    heap: Annotated[str | None, typer.Option(help="heap per node, e.g. 512m or 1g")] = None,
+    worker: Annotated[bool, typer.Option(help="also start a background ingest worker")] = False,
+) -> None:
+    """Start the local Elasticsearch and Redis (fetched and cached on first use)."""
+    settings = load_settings(es_nodes=nodes, es_heap=heap)
+    for line in localnode.start_nodes(settings):
+        typer.echo(line)
+    typer.echo(localredis.start(settings))
+    if worker:
+        from esrag import services
+
+        typer.echo(services.start_background_worker(settings))
+
+
+@app.command()
+def down() -> None:
+    """Stop what `esrag up` started; data stays on disk for the next `up`."""
+    settings = load_settings()
+    from esrag import services
+
+    typer.echo(services.stop_background_worker(settings))
+    for line in localnode.stop_nodes(settings):
+        typer.echo(line)
+    typer.echo(localredis.stop(settings))
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """Report Elasticsearch health and version, Redis, and workers."""
+    from esrag import services
+
+    settings = load_settings()
+    report = services.status_report(settings)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        _print_status(report)
+    if not (report["elasticsearch"]["up"] and report["redis"]["up"]):
+        raise typer.Exit(1)
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    es = report["elasticsearch"]
+    if es["up"]:
+        typer.echo(
+            f"elasticsearch: {es['status']} at {es['url']} (version {es['version']}, "
+            f"{es['nodes']} node(s))"
+        )
+    else:
+        typer.echo(f"elasticsearch: down at {es['url']}: {es['error']}")
+    rd = report["redis"]
+    typer.echo(f"redis: {'up' if rd['up'] else 'down'} at {rd['url']}")
+    typer.echo(f"workers: {len(report['workers'])} online")
+    for w in report["workers"]:
+        typer.echo(f"  {w['name']} concurrency={w.get('concurrency')}")
+
+
+def _register_plugins(target: typer.Typer) -> None:
+    for ep in sorted(entry_points(group="esrag.commands"), key=lambda e: e.name):
+        ep.load()(target)
+
+
+def settings_from_env() -> Settings:
+    """Settings for commands that take no overrides."""
+    return load_settings()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: user errors become one line and a non-zero exit."""
+    _register_plugins(app)
+    try:
+        rv = app(args=argv, standalone_mode=False)
+    except EsragError as exc:
+        echo_err(f"error: {exc}")
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        echo_err("aborted")
+        return 130
+    except KeyboardInterrupt:
+        echo_err("interrupted")
+        return 130
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

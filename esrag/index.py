@@ -1,0 +1,191 @@
+"""The index contract: mapping, versioned index behind an alias, and the model check.
+
+Readers and writers address the alias (``settings.index``). The concrete index is
+``<alias>-<model-slug>-v<N>``; its ``_meta.esrag`` records the embedding model, its
+dimensions and similarity so that a mismatched model is refused on both sides.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from elasticsearch import Elasticsearch, NotFoundError
+
+from esrag.embedder import ModelInfo
+from esrag.errors import EsragError, ModelMismatch
+from esrag.settings import Settings
+
+SCHEMA_VERSION = 1
+TEXT_FIELD = "text"
+STEMMED_FIELD = "text_stemmed"
+VECTOR_FIELD = "embedding"
+
+
+def model_slug(name: str) -> str:
+    """Index-name-safe form of a model name."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def index_options(kind: str) -> dict[str, Any]:
+    """``index_options`` of the dense_vector field for a quantization kind."""
+    opts: dict[str, Any] = {"type": kind}
+    if kind.endswith("hnsw"):
+        opts.update({"m": 16, "ef_construction": 100})
+    return opts
+
+
+def build_mapping(settings: Settings, model: ModelInfo) -> dict[str, Any]:
+    """Settings and mappings of a chunk index for ``model``."""
+    return {
+        "settings": {
+            "number_of_shards": settings.shards,
+            "number_of_replicas": settings.replicas,
+        },
+        "mappings": {
+            "_meta": {
+                "esrag": {
+                    "schema_version": SCHEMA_VERSION,
+                    "model": model.name,
+                    "dims": model.dims,
+                    "similarity": model.similarity,
+                    "vector_index_type": settings.vector_index_type,
+                    "stem_language": settings.stem_language,
+                }
+            },
+            "dynamic": "strict",
+            "properties": {
+                "chunk_id": {"type": "keyword"},
+                "doc_id": {"type": "keyword"},
+                "source": {"type": "keyword"},
+                "title": {"type": "text", "analyzer": settings.text_analyzer,
+                          "fields": {"raw": {"type": "keyword", "ignore_above": 512}}},
+                "content_type": {"type": "keyword"},
+                "modified": {"type": "date"},
+                "chunk_no": {"type": "integer"},
+                "start": {"type": "integer"},
+                "end": {"type": "integer"},
+                "headings": {"type": "text", "analyzer": settings.text_analyzer},
+                "doc_hash": {"type": "keyword"},
+                "chunk_hash": {"type": "keyword"},
+                "model": {"type": "keyword"},
+                TEXT_FIELD: {"type": "text", "analyzer": settings.text_analyzer},
+                STEMMED_FIELD: {"type": "text", "analyzer": "whitespace"},
+                "meta": {"type": "flattened"},
+                VECTOR_FIELD: {
+                    "type": "dense_vector",
+                    "dims": model.dims,
+                    "index": True,
+                    "similarity": model.similarity,
+                    "index_options": index_options(settings.vector_index_type),
+                },
+            },
+        },
+    }
+
+
+def new_index_name(settings: Settings, model: ModelInfo, client: Elasticsearch) -> str:
+    """Next free ``<alias>-<model>-v<N>`` name."""
+    prefix = f"{settings.index}-{model_slug(model.name)}-v"
+    existing = client.indices.get(index=f"{prefix}*", expand_wildcards="all", allow_no_indices=True)
+    versions = [int(n[len(prefix):]) for n in existing if n[len(prefix):].isdigit()]
+    return f"{prefix}{max(versions, default=0) + 1}"
+
+
+def alias_target(client: Elasticsearch, alias: str) -> str | None:
+    """The concrete index behind ``alias``, or None when the alias does not exist."""
+    try:
+        found = client.indices.get_alias(name=alias)
+    except NotFoundError:
+        if client.indices.exists(index=alias):
+            raise EsragError(
+                f"{alias!r} is a concrete index, not an esrag alias; choose another ESRAG_INDEX"
+            ) from None
+        return None
+    names = list(found.keys())
+    if len(names) != 1:
+        raise EsragError(f"alias {alias!r} points at {len(names)} indices: {', '.join(names)}")
+    return names[0]
+
+
+def index_meta(client: Elasticsearch, index: str) -> dict[str, Any]:
+    """The ``_meta.esrag`` block of a concrete index."""
+    mapping = client.indices.get_mapping(index=index)
+    return dict(mapping[index]["mappings"].get("_meta", {}).get("esrag", {}))
+
+
+def check_model(meta: dict[str, Any], model: ModelInfo, index: str) -> None:
+    """Raise ModelMismatch unless the index was written by ``model``."""
+    if meta.get("model") != model.name or meta.get("dims") != model.dims:
+        raise ModelMismatch(
+            f"index {index} was built with model {meta.get('model')} ({meta.get('dims')}d) "
+            f"but ESRAG_EMBED_MODEL is {model.name} ({model.dims}d); use the same model or "
+            "rebuild with `esrag reindex --model`"
+        )
+
+
+def create_index(client: Elasticsearch, settings: Settings, model: ModelInfo) -> str:
+    """Create a new versioned index for ``model`` (no alias change); return its name."""
+    name = new_index_name(settings, model, client)
+    client.indices.create(index=name, **build_mapping(settings, model))
+    return name
+
+
+def ensure_index(client: Elasticsearch, settings: Settings, model: ModelInfo) -> str:
+    """Return the concrete index behind the alias, creating both on first use.
+
+    Raises ModelMismatch when the alias already points at an index of another model.
+    """
+    target = alias_target(client, settings.index)
+    if target is not None:
+        check_model(index_meta(client, target), model, target)
+        return target
+    name = create_index(client, settings, model)
+    client.indices.update_aliases(
+        actions=[{"add": {"index": name, "alias": settings.index, "is_write_index": True}}]
+    )
+    client.cluster.health(index=name, wait_for_status="yellow", timeout="30s")
+    return name
+
+
+def swap_alias(client: Elasticsearch, alias: str, new_index: str) -> str | None:
+    """Point ``alias`` at ``new_index`` in one atomic request; return the old index."""
+    old = alias_target(client, alias)
+    actions: list[dict[str, Any]] = []
+    if old is not None:
+        actions.append({"remove": {"index": old, "alias": alias}})
+    actions.append({"add": {"index": new_index, "alias": alias, "is_write_index": True}})
+    client.indices.update_aliases(actions=actions)
+    return old
+
+
+def wait_for_count(client: Elasticsearch, index: str, expected: int, timeout: float = 30.0) -> int:
+    """Refresh and poll ``_count`` until it equals ``expected`` (for tests and tools)."""
+    deadline = time.monotonic() + timeout
+    count = -1
+    while time.monotonic() < deadline:
+        client.indices.refresh(index=index)
+        count = int(client.count(index=index)["count"])
+        if count == expected:
+            break
+        time.sleep(0.2)
+    return count
+
+
+def delete_matching(client: Elasticsearch, index: str, query: dict[str, Any]) -> int:
+    """Delete every document matching ``query``; return how many were deleted.
+
+    Scroll + bulk delete, because minimal distributions lack ``_delete_by_query``.
+    """
+    from elasticsearch.helpers import bulk, scan
+
+    ids = [
+        (hit["_index"], hit["_id"])
+        for hit in scan(client, index=index, query={"query": query, "_source": False}, size=1000)
+    ]
+    if not ids:
+        return 0
+    actions = ({"_op_type": "delete", "_index": i, "_id": d} for i, d in ids)
+    deleted, _ = bulk(client, actions, raise_on_error=False, refresh="wait_for")
+    return int(deleted)

@@ -1,0 +1,101 @@
+"""Status of the services esrag depends on, and the background worker `esrag up` starts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from esrag import localredis
+from esrag.es import make_client
+from esrag.settings import Settings
+
+
+def es_report(settings: Settings) -> dict[str, Any]:
+    """Health, version and node count of the configured Elasticsearch."""
+    report: dict[str, Any] = {"url": settings.es_url, "up": False}
+    client = make_client(settings, timeout=5)
+    try:
+        health = client.options(max_retries=0).cluster.health()
+        nodes = client.options(max_retries=0).nodes.info(filter_path="nodes.*.version")
+        versions = sorted({n["version"] for n in nodes.get("nodes", {}).values()})
+        report.update(
+            up=True,
+            status=health["status"],
+            nodes=health["number_of_nodes"],
+            cluster=health["cluster_name"],
+            version=",".join(versions),
+        )
+    except Exception as exc:  # any transport or API failure means "down" here
+        report["error"] = type(exc).__name__
+    finally:
+        client.close()
+    return report
+
+
+def workers_report(settings: Settings, timeout: float = 1.0) -> list[dict[str, Any]]:
+    """Celery workers answering on the broker, with their pool size."""
+    if not localredis.ping(settings.redis_url):
+        return []
+    from celery import Celery
+
+    probe = Celery(broker=settings.redis_url)
+    try:
+        stats = probe.control.inspect(timeout=timeout).stats() or {}
+    except Exception:
+        return []
+    finally:
+        probe.close()
+    return [
+        {"name": name, "concurrency": s.get("pool", {}).get("max-concurrency"), "pid": s.get("pid")}
+        for name, s in sorted(stats.items())
+    ]
+
+
+def status_report(settings: Settings) -> dict[str, Any]:
+    """The report behind `esrag status --json`."""
+    return {
+        "elasticsearch": es_report(settings),
+        "redis": {"url": settings.redis_url, "up": localredis.ping(settings.redis_url)},
+        "workers": workers_report(settings),
+    }
+
+
+def start_background_worker(settings: Settings) -> str:
+    """Start `esrag worker` detached, logging to state_dir/worker.log."""
+    pidfile = settings.state_dir / "worker.pid"
+    if pidfile.exists():
+        try:
+            os.kill(int(pidfile.read_text()), 0)
+            return "worker already running"
+        except (OSError, ValueError):
+            pidfile.unlink(missing_ok=True)
+    log = open(settings.state_dir / "worker.log", "ab")  # noqa: SIM115 (owned by the child)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "esrag.cli", "worker"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    pidfile.write_text(str(proc.pid))
+    return f"worker started (pid {proc.pid}, log {settings.state_dir / 'worker.log'})"
+
+
+def stop_background_worker(settings: Settings) -> str:
+    """Stop the worker `esrag up --worker` started (warm shutdown, then SIGKILL)."""
+    pidfile = settings.state_dir / "worker.pid"
+    try:
+        pid = int(pidfile.read_text())
+    except (OSError, ValueError):
+        return "no background worker"
+    try:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(300):
+            os.kill(pid, 0)
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    pidfile.unlink(missing_ok=True)
+    return "worker stopped"

@@ -1,0 +1,129 @@
+"""The one typed settings object, read from ESRAG_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from esrag.errors import ConfigError
+
+VectorIndexType = Literal["int8_hnsw", "bbq_hnsw", "hnsw", "int4_hnsw", "flat", "int8_flat"]
+
+
+def _default_state_dir() -> Path:
+    # Elasticsearch refuses to run as root, so as root the node runs as an unprivileged
+    # user that must be able to reach its folders: keep them outside /root.
+    if os.geteuid() == 0:
+        return Path("/var/lib/esrag")
+    return Path.home() / ".local" / "share" / "esrag"
+
+
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "esrag"
+
+
+class Settings(BaseSettings):
+    """All esrag settings. Each field is read from ``ESRAG_<NAME>`` (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_prefix="ESRAG_", extra="ignore")
+
+    # Elasticsearch connection
+    es_url: str = "http://127.0.0.1:9200"
+    es_username: str | None = None
+    es_password: SecretStr | None = None
+    es_api_key: SecretStr | None = None
+    es_ca_certs: Path | None = None
+    es_verify_certs: bool = True
+    es_request_timeout: float = Field(30.0, gt=0)
+    es_max_retries: int = Field(3, ge=0)
+
+    # Redis (Celery broker and job store)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    # Index contract
+    index: str = Field("esrag", pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    shards: int = Field(1, ge=1)
+    replicas: int = Field(0, ge=0)
+    vector_index_type: VectorIndexType = "int8_hnsw"
+    text_analyzer: str = "standard"
+    stem_language: str = "english"
+
+    # Embedding
+    embed_model: str = "all-MiniLM-L6-v2"
+    embed_model_path: Path | None = None
+    embed_batch_size: int = Field(64, ge=1)
+    embed_device: str | None = None
+    torch_threads: int | None = Field(None, ge=1)
+
+    # Chunking and loading
+    chunk_max_tokens: int = Field(200, ge=16)
+    chunk_overlap_tokens: int = Field(32, ge=0)
+    max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    bulk_max_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+
+    # Retrieval
+    num_candidates: int = Field(100, ge=1, le=10000)
+    fusion: Literal["rrf", "weighted"] = "rrf"
+    rrf_k: int = Field(60, ge=1)
+    hybrid_weight_dense: float = Field(0.5, ge=0.0, le=1.0)
+    rerank: bool = False
+    rerank_model: str | None = None
+    rerank_depth: int = Field(50, ge=1, le=1000)
+
+    # Generation
+    llm_backend: Literal["extractive", "openai", "local"] = "extractive"
+    llm_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_max_tokens: int = Field(512, ge=1)
+
+    # HTTP API
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    api_keys: list[str] = Field(default_factory=list)
+    allowed_roots: list[Path] = Field(default_factory=list)
+
+    # Local services (`esrag up`)
+    state_dir: Path = Field(default_factory=_default_state_dir)
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    es_version: str = "8.19.21"
+    es_heap: str = Field("1g", pattern=r"^\d+[mg]$")
+    es_nodes: int = Field(1, ge=1, le=9)
+    es_start_timeout: float = Field(180.0, gt=0)
+    java_home: Path | None = None
+    es_user: str = "esrag"
+
+    @field_validator("es_url", "redis_url")
+    @classmethod
+    def _has_scheme(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if not parsed.scheme or not parsed.hostname:
+            raise ValueError(f"not a URL: {value!r}")
+        return value.rstrip("/")
+
+    @cached_property
+    def es_port(self) -> int:
+        """Port of the first local node, taken from es_url."""
+        return urlparse(self.es_url).port or 9200
+
+    @cached_property
+    def redis_port(self) -> int:
+        """Port of the local Redis, taken from redis_url."""
+        return urlparse(self.redis_url).port or 6379
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, apply non-None overrides, and validate them."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        raise ConfigError(f"invalid setting ESRAG_{field.upper()}: {err['msg']}") from None

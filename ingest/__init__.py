@@ -1,0 +1,1 @@
+"""esrag ingest."""

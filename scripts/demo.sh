@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The main job on the local default: ingest a sample of Python's documentation
+# (Debian's python3.11-doc) and answer one question with citations.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+QUESTION=${1:-"How do I read a file line by line in Python?"}
+DOCS=/usr/share/doc/python3.11/html
+export ESRAG_INDEX=${ESRAG_INDEX:-esrag-demo}
+.venv/bin/esrag ingest "$DOCS/faq" "$DOCS/tutorial" --json > /tmp/esrag-demo-ingest.json
+echo "ingested: $(cat /tmp/esrag-demo-ingest.json)"
+.venv/bin/esrag ask "$QUESTION"

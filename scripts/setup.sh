@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs everything esrag needs on a fresh Debian machine; safe to run again (fast when done).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_pkgs=()
+command -v redis-server >/dev/null || apt_pkgs+=(redis-server)
+command -v java >/dev/null || apt_pkgs+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || apt_pkgs+=(maven)
+[ -d /usr/share/doc/python3.11/html/faq ] || apt_pkgs+=(python3.11-doc)
+if [ "${ESRAG_BROWSER_TESTS:-1}" = 1 ]; then
+  command -v chromium >/dev/null || apt_pkgs+=(chromium)
+fi
+if [ ${#apt_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: please install: ${apt_pkgs[*]} (needs root)" >&2; exit 1
+  fi
+  echo "setup: installing ${apt_pkgs[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_pkgs[@]}" >/dev/null
+fi
+
+PY=${ESRAG_PYTHON:-python3}
+"$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || { echo "setup: Python 3.11+ is needed ($PY is older)" >&2; exit 1; }
+command -v uv >/dev/null || "$PY" -m pip install -q uv
+[ -x .venv/bin/python ] || uv venv -q .venv --python "$(command -v "$PY")"
+uv pip install -q --python .venv/bin/python -e '.[dev]'
+echo "setup: ready (.venv)"
