@@ -83,6 +83,16 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = None
     llm_max_tokens: int = Field(512, ge=1)
 
+    # Ingest jobs (Celery workers)
+    queue: str = Field("ingest", pattern=r"^[A-Za-z0-9_.\-]+$")
+    task_max_files: int = Field(16, ge=1)
+    task_max_bytes: int = Field(32 * 1024 * 1024, ge=1)
+    task_max_retries: int = Field(8, ge=0)
+    task_retry_backoff_max: float = Field(60.0, gt=0)
+    task_visibility_timeout: int = Field(3600, ge=5)
+    worker_concurrency: int = Field(1, ge=1)
+    shared_roots: list[Path] = Field(default_factory=list)
+
     # HTTP API
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
