@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     rerank: bool = False
     rerank_model: str | None = None
     rerank_depth: int = Field(50, ge=1, le=1000)
+    rerank_batch_size: int = Field(16, ge=1)
+    hybrid_window: int = Field(50, ge=1, le=1000)  # candidates per retriever before fusion
 
     # Generation
     llm_backend: Literal["extractive", "openai", "local"] = "extractive"
@@ -82,6 +84,10 @@ class Settings(BaseSettings):
     llm_model: str | None = None
     llm_api_key: SecretStr | None = None
     llm_max_tokens: int = Field(512, ge=1)
+    llm_model_path: Path | None = None  # local backend: a .gguf file or a transformers folder
+    llm_timeout: float = Field(120.0, gt=0)
+    llm_reasoning: bool = False  # ask the model to reason step by step (reasoning not returned)
+    ask_passages: int = Field(5, ge=1, le=50)
 
     # Ingest jobs (Celery workers)
     queue: str = Field("ingest", pattern=r"^[A-Za-z0-9_.\-]+$")
