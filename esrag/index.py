@@ -11,7 +11,7 @@ import re
 import time
 from typing import Any
 
-from elasticsearch import Elasticsearch, NotFoundError
+from elasticsearch import BadRequestError, Elasticsearch, NotFoundError
 
 from esrag.embedder import ModelInfo
 from esrag.errors import EsragError, ModelMismatch
@@ -141,12 +141,21 @@ def ensure_index(client: Elasticsearch, settings: Settings, model: ModelInfo) ->
     if target is not None:
         check_model(index_meta(client, target), model, target)
         return target
-    name = create_index(client, settings, model)
-    client.indices.update_aliases(
-        actions=[{"add": {"index": name, "alias": settings.index, "is_write_index": True}}]
-    )
-    client.cluster.health(index=name, wait_for_status="yellow", timeout="30s")
-    return name
+    name = new_index_name(settings, model, client)
+    try:
+        client.indices.create(
+            index=name, aliases={settings.index: {"is_write_index": True}}, **build_mapping(settings, model)
+        )
+    except BadRequestError as exc:
+        if exc.error != "resource_already_exists_exception":
+            raise
+        # another worker created it at the same moment (with the alias): use theirs
+    target = alias_target(client, settings.index)
+    if target is None:
+        raise EsragError(f"index for alias {settings.index!r} exists without the alias; fix it by hand")
+    check_model(index_meta(client, target), model, target)
+    client.cluster.health(index=target, wait_for_status="yellow", timeout="30s")
+    return target
 
 
 def swap_alias(client: Elasticsearch, alias: str, new_index: str) -> str | None:

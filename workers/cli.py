@@ -1,9 +1,145 @@
-"""Commands this package adds to `esrag` (filled in by its issue)."""
+"""`esrag worker`, `esrag jobs`, `esrag job` and the job-aware `esrag ingest`."""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+import time
+import uuid
+from typing import Annotated
+
+import redis
 import typer
+
+from esrag.errors import EsragError, ServiceUnavailable
+from esrag.settings import Settings, load_settings
+from workers.jobstore import FINAL_STATES, Job, JobStore
+
+
+def _store(settings: Settings) -> JobStore:
+    store = JobStore.from_url(settings.redis_url)
+    try:
+        store.r.ping()
+    except redis.RedisError:
+        raise ServiceUnavailable(f"Redis at {settings.redis_url} is unavailable") from None
+    return store
+
+
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(help="worker processes (default ESRAG_WORKER_CONCURRENCY)")
+    ] = None,
+    queues: Annotated[str | None, typer.Option(help="comma-separated queues (default ESRAG_QUEUE)")] = None,
+    prefetch: Annotated[int, typer.Option(help="tasks prefetched per process")] = 1,
+    loglevel: Annotated[str, typer.Option(help="log level")] = "INFO",
+    name: Annotated[str | None, typer.Option(help="worker name (default unique per process)")] = None,
+) -> None:
+    """Run a Celery ingest worker in the foreground."""
+    from workers.app import make_celery
+
+    settings = load_settings(worker_concurrency=concurrency)
+    app = make_celery(settings)
+    node = name or f"esrag-{uuid.uuid4().hex[:6]}@%h"
+    app.worker_main([
+        "worker", f"--concurrency={settings.worker_concurrency}", "-Q", queues or settings.queue,
+        f"--prefetch-multiplier={prefetch}", f"--loglevel={loglevel}", "-n", node,
+        "--without-gossip", "--without-mingle",
+    ])
+
+
+def jobs(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    limit: Annotated[int, typer.Option(help="newest N jobs")] = 20,
+) -> None:
+    """List ingest jobs, newest first."""
+    store = _store(load_settings())
+    listed = [j.to_dict() for j in store.list(limit)]
+    if as_json:
+        typer.echo(json.dumps(listed, indent=2))
+        return
+    for j in listed:
+        typer.echo(f"{j['id']}  {j['status']:<24} {j['progress'] * 100:5.1f}%  "
+                   f"chunks={j['chunks']} failed={len(j['failed'])}  index={j['index']}")
+
+
+def job(
+    job_id: Annotated[str, typer.Argument(help="job id")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="re-run failed items")] = False,
+    cancel: Annotated[bool, typer.Option("--cancel", help="cancel the job")] = False,
+    requeue: Annotated[
+        bool, typer.Option("--requeue", help="re-enqueue unfinished tasks (lost queue)")
+    ] = False,
+) -> None:
+    """Show one job; retry its failures, cancel it, or rebuild its queue."""
+    from workers import submit
+
+    settings = load_settings()
+    store = _store(settings)
+    if store.get(job_id) is None:
+        raise EsragError(f"no job {job_id}")
+    if retry_failed:
+        typer.echo(f"requeued {submit.retry_failed(job_id, settings)} task(s)", err=as_json)
+    if cancel:
+        typer.echo("canceled" if store.cancel(job_id) else "job already finished", err=as_json)
+    if requeue:
+        typer.echo(f"requeued {submit.requeue_unfinished(job_id, settings)} task(s)", err=as_json)
+    snapshot = store.get(job_id)
+    assert snapshot is not None
+    if as_json:
+        typer.echo(json.dumps(snapshot.to_dict(), indent=2))
+    else:
+        _print_job(snapshot)
+
+
+def _print_job(j: Job) -> None:
+    d = j.to_dict()
+    typer.echo(f"job {d['id']}: {d['status']} ({d['progress'] * 100:.1f}%) index={d['index']}")
+    typer.echo(f"  tasks {d['tasks_done']} done, {d['tasks_failed']} failed of {d['tasks_total']}; "
+               f"documents={d['documents']} chunks={d['chunks']} indexed={d['indexed']} "
+               f"skipped_unchanged={d['skipped_unchanged']} deleted={d['deleted']}")
+    for f in d["failed"]:
+        typer.echo(f"  failed: {f['source']}: {f['error']}")
+
+
+def wait_for_job(store: JobStore, job_id: str, *, show_progress: bool, timeout: float | None = None) -> Job:
+    """Poll a job until it reaches a final state; draw a progress bar on a terminal."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    bar = None
+    if show_progress:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        bar = Progress(TextColumn("job {task.fields[job]}"), BarColumn(),
+                       TextColumn("{task.completed}/{task.total} tasks"),
+                       TextColumn("{task.fields[chunks]} chunks"), TimeRemainingColumn(),
+                       transient=True)
+        bar.start()
+        handle = bar.add_task("job", total=1, job=job_id, chunks=0)
+    try:
+        while True:
+            snap = store.get(job_id)
+            if snap is None:
+                raise EsragError(f"job {job_id} vanished from the job store")
+            if bar is not None:
+                bar.update(handle, total=snap.tasks_total, completed=snap.tasks_done + snap.tasks_failed,
+                           chunks=snap.counters["chunks"])
+            if snap.status in FINAL_STATES:
+                return snap
+            if deadline is not None and time.monotonic() > deadline:
+                raise EsragError(f"job {job_id} did not finish within {timeout:.0f}s")
+            time.sleep(0.5)
+    finally:
+        if bar is not None:
+            bar.stop()
 
 
 def register(app: typer.Typer) -> None:
-    """Add this package's commands to ``app``."""
+    """Add the worker and job commands to ``app``."""
+    app.command("worker")(worker)
+    app.command("jobs")(jobs)
+    app.command("job")(job)
+
+
+def _is_tty() -> bool:
+    return sys.stdout.isatty() and os.environ.get("TERM") != "dumb"

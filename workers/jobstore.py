@@ -1,0 +1,290 @@
+"""The durable record of ingest jobs, in Redis (AOF on).
+
+Redis rather than an ES index: it is already the broker, its AOF makes every write
+durable within a second, its hashes give atomic counters, and a job must stay readable
+and updatable while Elasticsearch is down (tasks back off and retry then). Layout:
+
+- ``esrag:jobs``                 sorted set of job ids by creation time
+- ``esrag:job:<id>``             hash: status, index, timestamps and counters
+- ``esrag:job:<id>:tasks``       hash: task id -> JSON {"files", "state", "attempts", "error"}
+- ``esrag:job:<id>:done``        set of task ids whose result was counted (once each)
+- ``esrag:job:<id>:failures``    hash: source -> one-line reason
+- ``esrag:job:<id>:rate``        list of "unix_ts chunks" samples for the throughput chart
+
+A task's result is counted exactly once (a Lua script adds the task to ``done`` and
+increments the counters atomically), so a redelivered task never double-counts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+COUNTERS = ("documents", "chunks", "indexed", "skipped_unchanged", "deleted", "embedded")
+FINAL_STATES = ("completed", "completed_with_failures", "canceled")
+
+_RECORD_RESULT = """
+if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+local n = tonumber(ARGV[4])
+for i = 1, n do
+  redis.call('HINCRBY', KEYS[1], ARGV[4 + 2 * i - 1], ARGV[4 + 2 * i])
+end
+redis.call('HINCRBY', KEYS[1], ARGV[3], 1)
+local failures = cjson.decode(ARGV[5 + 2 * n])
+for src, err in pairs(failures) do redis.call('HSET', KEYS[4], src, err) end
+local total = tonumber(redis.call('HGET', KEYS[1], 'tasks_total'))
+local done = tonumber(redis.call('HGET', KEYS[1], 'tasks_done') or '0')
+local failed = tonumber(redis.call('HGET', KEYS[1], 'tasks_failed') or '0')
+if done + failed >= total and redis.call('HGET', KEYS[1], 'status') ~= 'canceled' then
+  local nfail = redis.call('HLEN', KEYS[4])
+  if nfail > 0 then
+    redis.call('HSET', KEYS[1], 'status', 'completed_with_failures')
+  else
+    redis.call('HSET', KEYS[1], 'status', 'completed')
+  end
+  redis.call('HSET', KEYS[1], 'finished', ARGV[6 + 2 * n])
+end
+return 1
+"""
+
+
+@dataclass
+class Job:
+    """A snapshot of one job."""
+
+    id: str
+    status: str
+    index: str
+    created: float
+    started: float | None
+    finished: float | None
+    tasks_total: int
+    tasks_done: int
+    tasks_failed: int
+    files_total: int
+    counters: dict[str, int]
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def progress(self) -> float:
+        """Share of tasks finished (done or failed), 0..1."""
+        if self.tasks_total == 0:
+            return 1.0
+        return (self.tasks_done + self.tasks_failed) / self.tasks_total
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form used by the CLI, the API and the dashboard."""
+        end = self.finished or time.time()
+        elapsed = (end - self.started) if self.started else 0.0
+        rate = self.counters.get("chunks", 0) / elapsed if elapsed > 0 else 0.0
+        remaining = None
+        if 0 < self.progress < 1 and elapsed > 0:
+            remaining = elapsed * (1 - self.progress) / self.progress
+        return {
+            "id": self.id,
+            "status": self.status,
+            "index": self.index,
+            "created": self.created,
+            "started": self.started,
+            "finished": self.finished,
+            "tasks_total": self.tasks_total,
+            "tasks_done": self.tasks_done,
+            "tasks_failed": self.tasks_failed,
+            "files_total": self.files_total,
+            "progress": round(self.progress, 4),
+            "chunks_per_s": round(rate, 2),
+            "eta_s": round(remaining, 1) if remaining is not None else None,
+            **self.counters,
+            "failed": self.failures,
+        }
+
+
+class JobStore:
+    """Reads and writes job records in Redis."""
+
+    def __init__(self, client: redis.Redis):
+        self.r = client
+        self._record = client.register_script(_RECORD_RESULT)
+
+    @classmethod
+    def from_url(cls, url: str, *, patient: bool = False) -> JobStore:
+        """A store on the Redis at ``url``.
+
+        A patient store (workers) retries for about two minutes through a Redis restart;
+        an impatient one (submission, API) fails at once so the user hears about it.
+        """
+        kwargs: dict[str, Any] = {"decode_responses": True, "socket_timeout": 10,
+                                  "socket_connect_timeout": 5}
+        if patient:
+            kwargs["retry"] = Retry(ExponentialBackoff(cap=5.0, base=0.25), retries=40)
+            kwargs["retry_on_error"] = [redis.ConnectionError, redis.TimeoutError]
+        return cls(redis.Redis.from_url(url, **kwargs))
+
+    @staticmethod
+    def _key(job_id: str, part: str = "") -> str:
+        return f"esrag:job:{job_id}" + (f":{part}" if part else "")
+
+    def create(self, index: str, tasks: list[list[str]]) -> tuple[str, list[str]]:
+        """Record a new job and its tasks in one transaction; return (job id, task ids)."""
+        job_id = uuid.uuid4().hex[:12]
+        now = time.time()
+        task_ids = [f"{job_id}-{i:05d}" for i in range(len(tasks))]
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self._key(job_id), mapping={
+            "id": job_id, "status": "queued", "index": index, "created": now,
+            "tasks_total": len(tasks), "tasks_done": 0, "tasks_failed": 0,
+            "files_total": sum(len(t) for t in tasks), **{c: 0 for c in COUNTERS},
+        })
+        if tasks:
+            pipe.hset(self._key(job_id, "tasks"), mapping={
+                tid: json.dumps({"files": files, "state": "pending", "attempts": 0})
+                for tid, files in zip(task_ids, tasks, strict=True)
+            })
+        else:
+            pipe.hset(self._key(job_id), mapping={"status": "completed", "finished": now})
+        pipe.zadd("esrag:jobs", {job_id: now})
+        pipe.execute()
+        return job_id, task_ids
+
+    def delete(self, job_id: str) -> None:
+        """Remove every key of a job (used when submission could not enqueue)."""
+        keys = [self._key(job_id, p) for p in ("", "tasks", "done", "failures", "rate")]
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(*keys)
+        pipe.zrem("esrag:jobs", job_id)
+        pipe.execute()
+
+    def exists(self, job_id: str) -> bool:
+        """True when the job is recorded."""
+        return bool(self.r.exists(self._key(job_id)))
+
+    def task(self, job_id: str, task_id: str) -> dict[str, Any] | None:
+        """The task's record, or None."""
+        raw = self.r.hget(self._key(job_id, "tasks"), task_id)
+        return json.loads(raw) if raw else None
+
+    def tasks(self, job_id: str) -> dict[str, dict[str, Any]]:
+        """Every task of a job by id."""
+        raw = self.r.hgetall(self._key(job_id, "tasks"))
+        return {tid: json.loads(v) for tid, v in sorted(raw.items())}
+
+    def status(self, job_id: str) -> str | None:
+        """The job's status, or None for an unknown job."""
+        return self.r.hget(self._key(job_id), "status")
+
+    def mark_started(self, job_id: str, task_id: str, worker: str) -> int:
+        """Note that a worker picked the task up; return its attempt number."""
+        rec = self.task(job_id, task_id) or {"files": [], "attempts": 0}
+        rec.update(state="running", worker=worker, attempts=int(rec.get("attempts", 0)) + 1)
+        queued = self.status(job_id) == "queued"
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self._key(job_id, "tasks"), task_id, json.dumps(rec))
+        pipe.hsetnx(self._key(job_id), "started", time.time())
+        if queued:
+            pipe.hset(self._key(job_id), "status", "running")
+        pipe.execute()
+        return int(rec["attempts"])
+
+    def record_result(
+        self, job_id: str, task_id: str, counters: dict[str, int], failures: dict[str, str],
+        *, failed: bool = False, error: str | None = None,
+    ) -> bool:
+        """Count a finished task once; False when it had already been counted."""
+        rec = self.task(job_id, task_id) or {"files": []}
+        rec.update(state="failed" if failed else "done", error=error)
+        pairs: list[Any] = []
+        for name in COUNTERS:
+            pairs += [name, int(counters.get(name, 0))]
+        counted = self._record(
+            keys=[self._key(job_id), self._key(job_id, "done"), self._key(job_id, "tasks"),
+                  self._key(job_id, "failures")],
+            args=[task_id, json.dumps(rec), "tasks_failed" if failed else "tasks_done",
+                  len(COUNTERS), *pairs, json.dumps(failures or {}), time.time()],
+        )
+        if counted and counters.get("chunks"):
+            self.r.rpush(self._key(job_id, "rate"), f"{time.time():.3f} {int(counters['chunks'])}")
+        return bool(counted)
+
+    def reopen_failed(self, job_id: str) -> list[tuple[str, list[str]]]:
+        """Make a job's failures pending again; return the (task id, files) to enqueue.
+
+        A failed task (nothing counted) is reset and runs again under its own id; the
+        failed files of a finished task go into a new task, so what that task already
+        counted is not counted twice.
+        """
+        failures = self.r.hgetall(self._key(job_id, "failures"))
+        tasks = self.tasks(job_id)
+        reopened: list[tuple[str, list[str]]] = []
+        pipe = self.r.pipeline(transaction=True)
+        extra = sum(1 for tid in tasks if "-r" in tid)
+        for tid, rec in tasks.items():
+            if rec.get("state") == "failed":
+                rec.update(state="pending", error=None)
+                pipe.hset(self._key(job_id, "tasks"), tid, json.dumps(rec))
+                pipe.srem(self._key(job_id, "done"), tid)
+                pipe.hincrby(self._key(job_id), "tasks_failed", -1)
+                reopened.append((tid, rec["files"]))
+                continue
+            bad = [f for f in rec["files"] if f in failures]
+            if bad:
+                new_id = f"{job_id}-r{extra:04d}"
+                extra += 1
+                pipe.hset(self._key(job_id, "tasks"), new_id,
+                          json.dumps({"files": bad, "state": "pending", "attempts": 0}))
+                pipe.hincrby(self._key(job_id), "tasks_total", 1)
+                reopened.append((new_id, bad))
+        if reopened:
+            if failures:
+                pipe.hdel(self._key(job_id, "failures"), *failures.keys())
+            pipe.hset(self._key(job_id), mapping={"status": "running", "finished": ""})
+        pipe.execute()
+        return reopened
+
+    def cancel(self, job_id: str) -> bool:
+        """Mark a job canceled; tasks not yet started are skipped. False if already final."""
+        status = self.status(job_id)
+        if status is None or status in FINAL_STATES:
+            return False
+        self.r.hset(self._key(job_id), mapping={"status": "canceled", "finished": time.time()})
+        return True
+
+    def get(self, job_id: str) -> Job | None:
+        """A snapshot of the job, or None."""
+        raw = self.r.hgetall(self._key(job_id))
+        if not raw:
+            return None
+        failures = self.r.hgetall(self._key(job_id, "failures"))
+
+        def num(name: str) -> float | None:
+            value = raw.get(name)
+            return float(value) if value not in (None, "") else None
+
+        return Job(
+            id=job_id, status=raw["status"], index=raw.get("index", ""),
+            created=float(raw["created"]), started=num("started"), finished=num("finished"),
+            tasks_total=int(raw.get("tasks_total", 0)), tasks_done=int(raw.get("tasks_done", 0)),
+            tasks_failed=int(raw.get("tasks_failed", 0)), files_total=int(raw.get("files_total", 0)),
+            counters={c: int(raw.get(c, 0)) for c in COUNTERS},
+            failures=[{"source": s, "error": e} for s, e in sorted(failures.items())],
+        )
+
+    def list(self, limit: int = 50) -> list[Job]:
+        """The newest jobs first."""
+        ids = self.r.zrevrange("esrag:jobs", 0, limit - 1)
+        return [job for job in (self.get(i) for i in ids) if job is not None]
+
+    def rate_samples(self, job_id: str) -> list[tuple[float, int]]:
+        """(unix time, chunks) of each counted task, for the throughput chart."""
+        out = []
+        for item in self.r.lrange(self._key(job_id, "rate"), 0, -1):
+            ts, n = item.split()
+            out.append((float(ts), int(n)))
+        return out

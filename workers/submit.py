@@ -1,0 +1,125 @@
+"""Submitting ingest jobs: split the sources into bounded tasks, record, then enqueue."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import redis
+
+from esrag.errors import EsragError, ServiceUnavailable
+from esrag.settings import Settings
+from workers.app import TASK_NAME, make_celery
+from workers.jobstore import JobStore
+
+
+def plan_tasks(files: list[Path], max_files: int, max_bytes: int) -> list[list[str]]:
+    """Group files into tasks of at most ``max_files`` files and about ``max_bytes`` bytes."""
+    tasks: list[list[str]] = []
+    current: list[str] = []
+    size = 0
+    for path in files:
+        try:
+            nbytes = path.stat().st_size
+        except OSError:
+            nbytes = 0
+        if current and (len(current) >= max_files or size + nbytes > max_bytes):
+            tasks.append(current)
+            current, size = [], 0
+        current.append(str(path))
+        size += nbytes
+    if current:
+        tasks.append(current)
+    return tasks
+
+
+def check_shared(files: list[Path], settings: Settings) -> None:
+    """Refuse sources other workers could not read: with ESRAG_SHARED_ROOTS set, every
+    file must lie under one of them (shared storage mounted at the same path everywhere)."""
+    if not settings.shared_roots:
+        return
+    roots = [Path(os.path.realpath(r)) for r in settings.shared_roots]
+    for f in files:
+        real = Path(os.path.realpath(f))
+        if not any(real.is_relative_to(root) for root in roots):
+            raise EsragError(
+                f"{f} is not under ESRAG_SHARED_ROOTS ({', '.join(map(str, roots))}); workers on "
+                "other machines could not read it"
+            )
+
+
+def submit_files(files: list[Path], settings: Settings) -> str:
+    """Record a job for ``files`` and enqueue its tasks; return the job id.
+
+    Nothing is half-created: when Redis cannot be reached the job is refused, and a job
+    whose tasks could not all be enqueued is removed again.
+    """
+    check_shared(files, settings)
+    files = [Path(os.path.realpath(f)) for f in files]
+    store = JobStore.from_url(settings.redis_url)
+    tasks = plan_tasks(files, settings.task_max_files, settings.task_max_bytes)
+    try:
+        store.r.ping()
+        job_id, task_ids = store.create(settings.index, tasks)
+    except redis.RedisError as exc:
+        raise ServiceUnavailable(
+            f"Redis at {settings.redis_url} is unavailable ({type(exc).__name__}); job not submitted"
+        ) from None
+    app = make_celery(settings)
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1)
+            for task_id, batch in zip(task_ids, tasks, strict=True):
+                enqueue(app, job_id, task_id, batch, settings)
+    except Exception as exc:
+        try:
+            store.delete(job_id)
+        except redis.RedisError:
+            pass
+        raise ServiceUnavailable(
+            f"could not enqueue job tasks on {settings.redis_url} ({type(exc).__name__}); job not submitted"
+        ) from None
+    finally:
+        app.close()
+    return job_id
+
+
+def enqueue(app: object, job_id: str, task_id: str, files: list[str], settings: Settings) -> None:
+    """Publish one task message (its Celery id is the task id, so requeues are traceable)."""
+    app.send_task(  # type: ignore[attr-defined]
+        TASK_NAME, args=[job_id, task_id, files, settings.index], task_id=f"{task_id}",
+        queue=settings.queue, retry=False,
+    )
+
+
+def retry_failed(job_id: str, settings: Settings) -> int:
+    """Re-enqueue a job's failed tasks and the tasks of its failed files; return how many."""
+    store = JobStore.from_url(settings.redis_url)
+    job = store.get(job_id)
+    if job is None:
+        raise EsragError(f"no job {job_id}")
+    reopened = store.reopen_failed(job_id)
+    app = make_celery(settings)
+    try:
+        for task_id, files in reopened:
+            enqueue(app, job_id, task_id, files, settings.model_copy(update={"index": job.index}))
+    finally:
+        app.close()
+    return len(reopened)
+
+
+def requeue_unfinished(job_id: str, settings: Settings) -> int:
+    """Rebuild a lost queue: re-enqueue every task of the job not yet counted."""
+    store = JobStore.from_url(settings.redis_url)
+    job = store.get(job_id)
+    if job is None:
+        raise EsragError(f"no job {job_id}")
+    pending = [(tid, rec["files"]) for tid, rec in store.tasks(job_id).items()
+               if rec.get("state") not in ("done", "failed")]
+    app = make_celery(settings)
+    try:
+        for task_id, files in pending:
+            enqueue(app, job_id, task_id, files, settings.model_copy(update={"index": job.index}))
+    finally:
+        app.close()
+    return len(pending)

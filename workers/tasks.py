@@ -1,0 +1,70 @@
+"""The ingest task: one bounded batch of files through the ingest pipeline."""
+
+from __future__ import annotations
+
+import random
+import socket
+from pathlib import Path
+
+import redis
+from celery import shared_task
+from celery.exceptions import Retry
+from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, TransportError
+
+from esrag.embedder import get_embedder
+from esrag.errors import EsragError, ServiceUnavailable
+from esrag.settings import load_settings
+from workers.app import TASK_NAME
+from workers.jobstore import COUNTERS, JobStore
+
+TRANSIENT = (ConnectionError, ConnectionTimeout, TransportError, ServiceUnavailable,
+             redis.ConnectionError, redis.TimeoutError)
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, TRANSIENT):
+        return True
+    return isinstance(exc, ApiError) and exc.meta.status in (429, 502, 503, 504)
+
+
+def backoff(retries: int, cap: float) -> float:
+    """Exponential backoff with jitter: about 1, 2, 4 ... seconds, at most ``cap``."""
+    return min(cap, 2.0**retries) * random.uniform(0.75, 1.25)
+
+
+@shared_task(bind=True, name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+def ingest_batch(self, job_id: str, task_id: str, files: list[str], index: str) -> str:  # noqa: ANN001
+    """Ingest ``files`` into ``index`` for a job; count the result once; never block the job."""
+    from ingest.pipeline import ingest_files
+
+    settings = load_settings(index=index)
+    store = JobStore.from_url(settings.redis_url, patient=True)
+    status = store.status(job_id)
+    if status is None:
+        return "unknown job"
+    if status == "canceled":
+        store.record_result(job_id, task_id, {}, {}, failed=False, error="canceled")
+        return "canceled"
+    worker = f"{socket.gethostname()}:{self.request.hostname}"
+    store.mark_started(job_id, task_id, worker)
+    try:
+        missing = [f for f in files if not Path(f).exists()]
+        readable = [Path(f) for f in files if f not in missing]
+        summary = ingest_files(readable, settings, embedder=get_embedder(settings))
+    except Retry:
+        raise
+    except Exception as exc:  # decide: retry transient failures, fail the task otherwise
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}".strip()
+        if _transient(exc) and self.request.retries < settings.task_max_retries:
+            raise self.retry(exc=exc, countdown=backoff(self.request.retries,
+                                                        settings.task_retry_backoff_max)) from None
+        tries = self.request.retries + 1
+        prefix = "" if isinstance(exc, EsragError) else f"failed after {tries} tries: "
+        store.record_result(job_id, task_id, {}, {f: prefix + reason for f in files},
+                            failed=True, error=reason)
+        return "failed"
+    failures = {f["source"]: f["error"] for f in summary.failed}
+    failures.update({f: f"not readable on worker {worker}" for f in missing})
+    counters = {name: int(getattr(summary, name)) for name in COUNTERS}
+    store.record_result(job_id, task_id, counters, failures)
+    return "done"
