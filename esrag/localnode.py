@@ -8,6 +8,7 @@ because Elasticsearch refuses to run as root. Each node has its own folder under
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -185,8 +186,31 @@ def _chown_tree(path: Path, ids: tuple[int, int] | None) -> None:
             os.chown(os.path.join(dirpath, name), *ids, follow_symlinks=False)
 
 
-def write_node_config(settings: Settings, dist: Path, node: NodeLayout, all_nodes: list[NodeLayout]) -> None:
-    """Write config/ for one node: elasticsearch.yml, heap options and the stock files."""
+def is_bootstrapped(node: NodeLayout) -> bool:
+    """True when the node's data folder already holds cluster state (it has run before)."""
+    return (node.data / "_state").is_dir()
+
+
+def existing_node_count(settings: Settings) -> int:
+    """How many local nodes under state_dir have run before (0 for a fresh state_dir)."""
+    base = settings.state_dir / "es"
+    if not base.is_dir():
+        return 0
+    return sum(1 for root in base.glob("node-*") if (root / "data" / "_state").is_dir())
+
+
+def write_node_config(
+    settings: Settings,
+    dist: Path,
+    node: NodeLayout,
+    all_nodes: list[NodeLayout],
+    bootstrap: bool = True,
+) -> None:
+    """Write config/ for one node: elasticsearch.yml, heap options and the stock files.
+
+    ``cluster.initial_master_nodes`` is written only when ``bootstrap`` is true (a new
+    multi-node cluster): Elasticsearch wants it removed once the cluster has formed.
+    """
     if not node.config.exists():
         shutil.copytree(dist / "config", node.config)
     node.data.mkdir(parents=True, exist_ok=True)
@@ -209,7 +233,9 @@ def write_node_config(settings: Settings, dist: Path, node: NodeLayout, all_node
     else:
         seeds = ", ".join(f'"127.0.0.1:{n.transport_port}"' for n in all_nodes)
         masters = ", ".join(n.name for n in all_nodes)
-        lines += [f"discovery.seed_hosts: [{seeds}]", f"cluster.initial_master_nodes: [{masters}]"]
+        lines.append(f"discovery.seed_hosts: [{seeds}]")
+        if bootstrap:
+            lines.append(f"cluster.initial_master_nodes: [{masters}]")
     (node.config / "elasticsearch.yml").write_text("\n".join(lines) + "\n")
     heap = settings.es_heap
     (node.config / "jvm.options.d").mkdir(exist_ok=True)
@@ -250,9 +276,31 @@ def http_health(port: int, timeout: float = 2.0) -> dict | None:
         return None
 
 
+def planned_node_count(settings: Settings, nodes: int | None = None) -> int:
+    """Nodes `esrag up` should run: the request, else the count of an existing local cluster.
+
+    A cluster's node count is fixed by its first start (its voting configuration names
+    those nodes), so asking for another count over an existing state_dir is refused.
+    """
+    existing = existing_node_count(settings)
+    requested = nodes or (settings.es_nodes if "es_nodes" in settings.model_fields_set else None)
+    if requested is None:
+        return existing or settings.es_nodes
+    if existing and requested != existing:
+        raise EsragError(
+            f"{settings.state_dir / 'es'} holds a {existing}-node cluster; run `esrag up --nodes "
+            f"{existing}` or set ESRAG_STATE_DIR to a new folder for {requested} node(s)"
+        )
+    return requested
+
+
 def start_nodes(settings: Settings, nodes: int | None = None) -> list[str]:
-    """Start the local node(s) and wait for health; return one line per node for the user."""
-    layouts = node_layouts(settings, nodes)
+    """Start the local node(s) and wait for health; return one line per node for the user.
+
+    Several nodes are separate processes of one distribution, each with its own config,
+    data and logs folder, launched together so that they can elect a master.
+    """
+    layouts = node_layouts(settings, planned_node_count(settings, nodes))
     java = find_java_home(settings)
     messages: list[str] = []
     to_start: list[NodeLayout] = []
@@ -275,20 +323,23 @@ def start_nodes(settings: Settings, nodes: int | None = None) -> list[str]:
         return messages
     dist = distribution_home(settings)
     ids = _run_as(settings)
+    bootstrap = not any(is_bootstrapped(n) for n in layouts)
+    launches = []
     for node in to_start:
-        write_node_config(settings, dist, node, layouts)
+        write_node_config(settings, dist, node, layouts, bootstrap=bootstrap)
         _chown_tree(node.root, ids)
-        _launch(settings, dist, java, node, ids)
+        launches.append((node, _spawn(dist, java, node, ids)))
     deadline = time.monotonic() + settings.es_start_timeout
+    for node, proc in launches:
+        _await_launch(settings, node, proc, deadline)
     _wait_healthy(settings, to_start, len(layouts), deadline)
     for node in to_start:
         messages.append(f"Elasticsearch {node.name} started on http://127.0.0.1:{node.http_port}")
     return messages
 
 
-def _launch(
-    settings: Settings, dist: Path, java: Path, node: NodeLayout, ids: tuple[int, int] | None
-) -> None:
+def _spawn(dist: Path, java: Path, node: NodeLayout, ids: tuple[int, int] | None) -> subprocess.Popen:
+    """Run ``bin/elasticsearch -d`` for one node; the launcher exits once the node started."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "ES_JAVA_HOME": str(java),
@@ -300,20 +351,23 @@ def _launch(
     _chown_tree(node.root / "tmp", ids)
     node.pidfile.unlink(missing_ok=True)
     with open(node.startup_log, "wb") as log:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [str(dist / "bin" / "elasticsearch"), "-d", "-p", str(node.pidfile)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             cwd=node.root, start_new_session=True,
             user=ids[0] if ids else None, group=ids[1] if ids else None,
         )
-        try:
-            rc = proc.wait(timeout=settings.es_start_timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise ServiceUnavailable(
-                f"Elasticsearch {node.name} did not start within {settings.es_start_timeout:.0f}s; "
-                f"see {node.startup_log}"
-            ) from None
+
+
+def _await_launch(settings: Settings, node: NodeLayout, proc: subprocess.Popen, deadline: float) -> None:
+    try:
+        rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise ServiceUnavailable(
+            f"Elasticsearch {node.name} did not start within {settings.es_start_timeout:.0f}s; "
+            f"see {node.startup_log}"
+        ) from None
     if rc != 0:
         raise ServiceUnavailable(
             f"Elasticsearch {node.name} failed to start (exit {rc}); see {node.startup_log} "
@@ -359,14 +413,28 @@ def stop_node(node: NodeLayout, timeout: float = 60.0) -> bool:
     return True
 
 
-def stop_nodes(settings: Settings) -> list[str]:
-    """Stop every local node esrag started (any node count); one message per node."""
+def stop_nodes(settings: Settings, timeout: float = 60.0) -> list[str]:
+    """Stop every local node esrag started (any node count); one message per node.
+
+    All nodes get SIGTERM at once (a cluster losing its masters one by one only slows
+    the last ones down), then each is waited for, and SIGKILLed after ``timeout``.
+    """
     base = settings.state_dir / "es"
     roots = sorted(base.glob("node-*")) if base.exists() else []
+    running = [(n, pid) for n in node_layouts(settings, max(len(roots), 1)) if (pid := read_pid(n))]
+    for _, pid in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
     messages = []
-    for layout in node_layouts(settings, max(len(roots), 1)):
-        if stop_node(layout):
-            messages.append(f"Elasticsearch {layout.name} stopped")
+    for node, pid in running:
+        while read_pid(node) is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if read_pid(node) is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        node.pidfile.unlink(missing_ok=True)
+        messages.append(f"Elasticsearch {node.name} stopped")
     return messages or ["Elasticsearch was not running"]
 
 

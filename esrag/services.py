@@ -20,14 +20,16 @@ def es_report(settings: Settings) -> dict[str, Any]:
     client = make_client(settings, timeout=5)
     try:
         health = client.options(max_retries=0).cluster.health()
-        nodes = client.options(max_retries=0).nodes.info(filter_path="nodes.*.version")
+        nodes = client.options(max_retries=0).nodes.info(filter_path="nodes.*.version,nodes.*.name")
         versions = sorted({n["version"] for n in nodes.get("nodes", {}).values()})
+        names = sorted(n["name"] for n in nodes.get("nodes", {}).values())
         report.update(
             up=True,
             status=health["status"],
             nodes=health["number_of_nodes"],
             cluster=health["cluster_name"],
             version=",".join(versions),
+            node_names=names,
         )
     except Exception as exc:  # any transport or API failure means "down" here
         report["error"] = type(exc).__name__
