@@ -1,0 +1,40 @@
+"""Client-side fusion of ranked lists: reciprocal rank fusion and a normalized weighted sum."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def rrf(rankings: Sequence[Sequence[str]], k: int = 60) -> list[tuple[str, float]]:
+    """Reciprocal rank fusion: score(d) = sum over lists of 1 / (k + rank), ranks from 1.
+
+    Ties keep the order in which ids were first seen (list by list, rank by rank).
+    """
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, doc_id in enumerate(ranking, start=1):
+            scores[doc_id] = scores.get(doc_id, 0.0) + 1.0 / (k + rank)
+    order = {d: i for i, d in enumerate(scores)}
+    return sorted(scores.items(), key=lambda item: (-item[1], order[item[0]]))
+
+
+def min_max(scores: Sequence[tuple[str, float]]) -> dict[str, float]:
+    """Scores scaled to [0, 1] within one list; a list whose scores are all equal maps to 1."""
+    if not scores:
+        return {}
+    values = [s for _, s in scores]
+    lo, hi = min(values), max(values)
+    if hi == lo:
+        return {d: 1.0 for d, _ in scores}
+    return {d: (s - lo) / (hi - lo) for d, s in scores}
+
+
+def weighted(
+    sparse: Sequence[tuple[str, float]], dense: Sequence[tuple[str, float]], weight_dense: float = 0.5
+) -> list[tuple[str, float]]:
+    """Weighted sum of min-max normalized scores; an id missing from a list scores 0 there."""
+    ns, nd = min_max(sparse), min_max(dense)
+    ids = list(dict.fromkeys([d for d, _ in sparse] + [d for d, _ in dense]))
+    fused = {d: (1.0 - weight_dense) * ns.get(d, 0.0) + weight_dense * nd.get(d, 0.0) for d in ids}
+    order = {d: i for i, d in enumerate(ids)}
+    return sorted(fused.items(), key=lambda item: (-item[1], order[item[0]]))
