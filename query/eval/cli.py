@@ -1,9 +1,106 @@
-"""Commands this package adds to `esrag` (filled in by its issue)."""
+"""`esrag eval DATASET_DIR` and `esrag eval-build python-faq|chatterbot OUT_DIR`."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from esrag.errors import ConfigError
+from esrag.settings import load_settings
+
+BUILDERS = ("python-faq", "chatterbot")
+
+
+def _progress(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def build_dataset(name: str, out: Path, *, small: bool = False, seed: int = 13,
+                  source: Path | None = None) -> dict[str, int]:
+    """Build one of the bundled eval sets into ``out`` (BEIR layout); returns the counts."""
+    from query.eval import beir
+
+    if name == "python-faq":
+        from query.eval import pyfaq
+
+        corpus, queries, qrels = pyfaq.build(source or pyfaq.DEFAULT_DOCS, small=small, seed=seed)
+    elif name == "chatterbot":
+        from query.eval import chatterbot
+
+        corpus, queries, qrels = chatterbot.build(source, small=small, seed=seed)
+    else:
+        raise ConfigError(f"unknown eval set {name!r}; use one of {', '.join(BUILDERS)}")
+    return beir.write_dataset(out, corpus, queries, qrels)
+
+
+def eval_command(
+    dataset_dir: Annotated[Path, typer.Argument(help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/")],
+    mode: Annotated[str, typer.Option(help="bm25|dense|hybrid|hybrid+rerank|all")] = "hybrid",
+    as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
+    report: Annotated[Path | None, typer.Option(help="write an HTML report with bar charts here")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="evaluate only the first N judged queries")] = None,
+    index: Annotated[str | None, typer.Option(help="alias to ingest into (default eval-<dataset>)")] = None,
+    sweep: Annotated[str | None, typer.Option(help="KEY=V1,V2 e.g. fusion=rrf,weighted")] = None,
+    answers: Annotated[bool, typer.Option("--answers", help="also score generated answers")] = False,
+) -> None:
+    """Ingest an eval set into its own index and report nDCG@10, Recall@100, MRR@10 per mode."""
+    from query.eval import beir, runner
+    from query.eval import report as rep
+
+    settings = load_settings(index=index)
+    modes = runner.parse_modes(mode)
+    key_values = runner.parse_sweep(sweep) if sweep else None
+    dataset = beir.load_dataset(dataset_dir, limit=limit)
+    if answers and not dataset.answers:
+        raise ConfigError(f"{dataset_dir}/queries.jsonl has no reference answers (metadata.answers)")
+    from esrag.embedder import get_embedder
+
+    embedder = get_embedder(settings)
+    progress = None if as_json else _progress
+    out: dict[str, Any]
+    if key_values:
+        out = runner.sweep(settings, dataset, key_values[0], key_values[1], modes, index=index,
+                           embedder=embedder, progress=progress)
+    else:
+        out = runner.evaluate_dataset(settings, dataset, modes, index=index, embedder=embedder,
+                                      progress=progress)
+    if answers:
+        from query.eval.answers import answer_quality
+        from query.eval.ask import answer_fn
+
+        ask_settings = runner.with_settings(settings, index=runner.eval_index(dataset, index))
+        out["answers"] = answer_quality(dataset.queries, dataset.answers, dataset.qrels,
+                                        answer_fn(ask_settings, embedder=embedder))
+    if report:
+        rep.write_report(report, out)
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    typer.echo(f"dataset {out['dataset']}: {out['queries']} queries")
+    typer.echo(rep.sweep_table(out) if "sweep" in out else rep.results_table(out["results"]))
+    if "answers" in out:
+        typer.echo("answers: " + ", ".join(f"{k}={v}" for k, v in out["answers"].items()))
+    if report:
+        typer.echo(f"report: {report}")
+
+
+def build_command(
+    name: Annotated[str, typer.Argument(help="python-faq or chatterbot")],
+    out_dir: Annotated[Path, typer.Argument(help="folder to write corpus.jsonl, queries.jsonl, qrels/")],
+    small: Annotated[bool, typer.Option("--small", help="a small seeded slice for CI")] = False,
+    seed: Annotated[int, typer.Option(help="seed of the small slice's sample")] = 13,
+    source: Annotated[Path | None, typer.Option(help="source folder (Python HTML docs / YAML files)")] = None,
+) -> None:
+    """Build a BEIR-layout eval set from installed packages (deterministic)."""
+    counts = build_dataset(name, out_dir, small=small, seed=seed, source=source)
+    typer.echo(f"{name}: {counts['documents']} documents, {counts['queries']} queries, "
+               f"{counts['qrels']} judgements in {out_dir}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this package's commands to ``app``."""
+    """Add `eval` and `eval-build` to ``app``."""
+    app.command("eval")(eval_command)
+    app.command("eval-build")(build_command)

@@ -1,0 +1,140 @@
+"""Run an eval set: ingest its corpus into its own index, run every query per mode, score."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from esrag.errors import ConfigError, EsragError
+from esrag.settings import Settings
+from query.eval.beir import Dataset
+from query.eval.metrics import collapse_to_docs, evaluate, p50, rank_scores
+
+MODES = ("bm25", "dense", "hybrid", "hybrid+rerank")
+DEFAULT_MODE = "hybrid"
+DOC_DEPTH = 100          # documents per query in the run (Recall@100)
+CHUNK_DEPTH = 300        # chunks retrieved per query, collapsed to at most DOC_DEPTH documents
+# Settings that change what is indexed: sweeping them re-ingests into a separate index.
+REINGEST_KEYS = frozenset({
+    "chunk_max_tokens", "chunk_overlap_tokens", "embed_model", "embed_model_path",
+    "text_analyzer", "stem_language", "vector_index_type",
+})
+SWEEP_KEYS = frozenset({
+    "chunk_max_tokens", "chunk_overlap_tokens", "fusion", "rrf_k", "hybrid_weight_dense",
+    "num_candidates", "rerank_depth", "hybrid_window", "embed_model", "text_analyzer",
+})
+
+
+def parse_modes(mode: str) -> list[str]:
+    """``all`` or a comma-separated list of modes, validated."""
+    modes = list(MODES) if mode == "all" else [m.strip() for m in mode.split(",") if m.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise ConfigError(f"unknown mode {','.join(bad) or mode!r}; use {', '.join(MODES)} or all")
+    return modes
+
+
+def with_settings(settings: Settings, **updates: Any) -> Settings:
+    """A validated copy of ``settings`` with ``updates`` applied."""
+    try:
+        return Settings(**{**settings.model_dump(), **updates})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        raise ConfigError(f"invalid value for {field}: {err['msg']}") from None
+
+
+def parse_sweep(spec: str) -> tuple[str, list[str]]:
+    """``key=v1,v2`` -> (key, [v1, v2]); the key must be a retrieval or chunking setting."""
+    key, sep, values = spec.partition("=")
+    key = key.strip().lower()
+    vals = [v.strip() for v in values.split(",") if v.strip()]
+    if not sep or not vals:
+        raise ConfigError(f"--sweep wants KEY=V1,V2,..., got {spec!r}")
+    if key not in SWEEP_KEYS or key not in Settings.model_fields:
+        known = ", ".join(sorted(SWEEP_KEYS & set(Settings.model_fields)))
+        raise ConfigError(f"cannot sweep {key!r}; sweepable: {known}")
+    return key, vals
+
+
+def eval_index(dataset: Dataset, index: str | None = None, suffix: str = "") -> str:
+    """The alias an eval set is ingested under: ``eval-<name>`` unless given, plus a sweep suffix."""
+    base = index or f"eval-{dataset.name}"
+    return f"{base}-{suffix}" if suffix else base
+
+
+def ingest_corpus(settings: Settings, dataset: Dataset, *, client: Any = None, embedder: Any = None) -> Any:
+    """Ingest corpus.jsonl into ``settings.index`` (unchanged documents are skipped)."""
+    from ingest.pipeline import ingest_files
+
+    summary = ingest_files([dataset.corpus_path], settings, client=client, embedder=embedder)
+    if summary.failed:
+        first = summary.failed[0]
+        err = first.get("error") if isinstance(first, dict) else first
+        raise EsragError(f"{len(summary.failed)} corpus document(s) failed to ingest, first: {err}")
+    return summary
+
+
+def run_mode(settings: Settings, dataset: Dataset, mode: str, *, client: Any = None, embedder: Any = None,
+             ) -> tuple[dict[str, dict[str, float]], list[float]]:
+    """Document run (query -> doc -> score) and per-query latencies in ms for one mode."""
+    from query.retrieval import search
+
+    base, rerank = ("hybrid", True) if mode == "hybrid+rerank" else (mode, False)
+    run: dict[str, dict[str, float]] = {}
+    latencies: list[float] = []
+    for qid, text in dataset.queries.items():
+        t0 = time.perf_counter()
+        hits = search(settings, text, mode=base, k=CHUNK_DEPTH, rerank=rerank, client=client,
+                      embedder=embedder)
+        latencies.append((time.perf_counter() - t0) * 1000)
+        run[qid] = rank_scores(collapse_to_docs(hits, depth=DOC_DEPTH))
+    return run, latencies
+
+
+def score_modes(settings: Settings, dataset: Dataset, modes: Sequence[str], *, client: Any = None,
+                embedder: Any = None, progress: Callable[[str], None] | None = None,
+                ) -> dict[str, dict[str, float]]:
+    """Metrics per mode: ndcg@10, recall@100, mrr@10, p50_ms."""
+    results: dict[str, dict[str, float]] = {}
+    for mode in modes:
+        if progress:
+            progress(f"running {len(dataset.queries)} queries, mode {mode}")
+        run, lat = run_mode(settings, dataset, mode, client=client, embedder=embedder)
+        results[mode] = {**evaluate(dataset.qrels, run), "p50_ms": p50(lat)}
+    return results
+
+
+def evaluate_dataset(settings: Settings, dataset: Dataset, modes: Sequence[str], *, index: str | None = None,
+                     client: Any = None, embedder: Any = None,
+                     progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Ingest (or reuse) the eval index and score each mode; the `--json` object."""
+    run_settings = with_settings(settings, index=eval_index(dataset, index))
+    if progress:
+        progress(f"ingesting {dataset.corpus_path} into {run_settings.index}")
+    ingest_corpus(run_settings, dataset, client=client, embedder=embedder)
+    results = score_modes(run_settings, dataset, modes, client=client, embedder=embedder, progress=progress)
+    return {"dataset": dataset.name, "queries": len(dataset.queries), "results": results}
+
+
+def sweep(settings: Settings, dataset: Dataset, key: str, values: Sequence[str], modes: Sequence[str], *,
+          index: str | None = None, client: Any = None, embedder: Any = None,
+          progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Score each value of one setting; indexing settings get an index of their own per value."""
+    out: dict[str, Any] = {}
+    for value in values:
+        suffix = ""
+        if key in REINGEST_KEYS:
+            suffix = re.sub(r"[^a-z0-9_\-]+", "-", f"{key.replace('_', '')}-{value}".lower())
+        probe = with_settings(settings, **{key: value})
+        run_settings = with_settings(probe, index=eval_index(dataset, index, suffix))
+        if progress:
+            progress(f"{key}={value}: index {run_settings.index}")
+        emb = None if key.startswith("embed_model") else embedder
+        ingest_corpus(run_settings, dataset, client=client, embedder=emb)
+        out[value] = score_modes(run_settings, dataset, modes, client=client, embedder=emb, progress=progress)
+    return {"dataset": dataset.name, "queries": len(dataset.queries), "sweep": {"key": key, "results": out}}
