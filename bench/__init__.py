@@ -1,0 +1,1 @@
+"""Benchmarks: each writes JSON with machine info to bench/results/."""
