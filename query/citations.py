@@ -1,0 +1,151 @@
+"""Numbered-passage citations: the prompt, and a streaming parser that maps every [n] to a chunk."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from query.retrieval import Hit
+
+NOT_FOUND = "The passages do not contain the answer."
+SYSTEM_PROMPT = (
+    "You answer questions using only the numbered passages you are given. "
+    "After each sentence, cite the passages it relies on with their numbers in square "
+    "brackets, like [1] or [2][3]. Cite only passage numbers that exist. "
+    f'If the passages do not contain the answer, say exactly: "{NOT_FOUND}"'
+)
+REASONING_PROMPT = (
+    " First think step by step inside <reasoning></reasoning> tags, then write the final "
+    "answer after the closing tag."
+)
+MAX_PASSAGE_CHARS = 2000
+
+# "[1]", "[1, 2]" with any whitespace before it (dropped together with a removed citation).
+_CITE = re.compile(r"(\s*)\[(\d{1,4}(?:\s*,\s*\d{1,4})*)\]")
+# A tail that may still become a citation once more tokens arrive.
+_PARTIAL = re.compile(r"\s*(?:\[[\d,\s]{0,24})?$")
+
+
+@dataclass
+class Citation:
+    """One cited passage: its number in the prompt and where its text lies in the source document."""
+
+    n: int
+    doc_id: str
+    chunk_id: str
+    source: str
+    text: str
+    start: int
+    end: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def build_messages(question: str, hits: list[Hit], *, reasoning: bool = False) -> list[dict[str, str]]:
+    """Chat messages: the instructions, then passages numbered from 1 and the question."""
+    lines = []
+    for n, hit in enumerate(hits, start=1):
+        text = " ".join(hit.text.split())[:MAX_PASSAGE_CHARS]
+        lines.append(f"[{n}] ({hit.source}) {text}")
+    system = SYSTEM_PROMPT + (REASONING_PROMPT if reasoning else "")
+    user = "Passages:\n" + "\n".join(lines) + f"\n\nQuestion: {question}\nAnswer with citations:"
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+class CitationParser:
+    """Rewrites a (streamed) answer: keeps [n] that name a passage, drops and counts the rest.
+
+    ``feed`` returns the text that is safe to show now; a tail that could still turn into a
+    citation (``"... [1"`` waiting for ``"2]"``) is held back until it is decided.
+    """
+
+    def __init__(self, hits: list[Hit]):
+        self.hits = hits
+        self.used: list[int] = []
+        self.removed = 0
+        self._buf = ""
+
+    def feed(self, chunk: str) -> str:
+        """Add streamed text; return what can be emitted."""
+        self._buf += chunk
+        m = _PARTIAL.search(self._buf)
+        cut = m.start() if m else len(self._buf)
+        ready, self._buf = self._buf[:cut], self._buf[cut:]
+        return self._rewrite(ready)
+
+    def close(self) -> str:
+        """Flush what was held back at the end of the stream."""
+        out, self._buf = self._rewrite(self._buf), ""
+        return out
+
+    def _rewrite(self, text: str) -> str:
+        return _CITE.sub(self._replace, text)
+
+    def _replace(self, m: re.Match[str]) -> str:
+        keep = []
+        for part in m.group(2).split(","):
+            n = int(part)
+            if 1 <= n <= len(self.hits):
+                keep.append(n)
+                if n not in self.used:
+                    self.used.append(n)
+            else:
+                self.removed += 1
+        if not keep:
+            return ""
+        return m.group(1) + "".join(f"[{n}]" for n in keep)
+
+    def citations(self) -> list[Citation]:
+        """The cited passages, in order of first citation."""
+        return [to_citation(n, self.hits[n - 1]) for n in self.used]
+
+
+def to_citation(n: int, hit: Hit) -> Citation:
+    """Citation for passage ``n``."""
+    return Citation(n=n, doc_id=hit.doc_id, chunk_id=hit.chunk_id, source=hit.source, text=hit.text,
+                    start=hit.start, end=hit.end)
+
+
+class ReasoningFilter:
+    """Hides a leading ``<reasoning>...</reasoning>`` block from a stream and keeps it aside."""
+
+    OPEN, CLOSE = "<reasoning>", "</reasoning>"
+
+    def __init__(self) -> None:
+        self.reasoning = ""
+        self._buf = ""
+        self._state = "start"  # start -> inside -> after
+
+    def feed(self, chunk: str) -> str:
+        """Add streamed text; return the part that belongs to the answer."""
+        if self._state == "after":
+            return chunk
+        self._buf += chunk
+        if self._state == "start":
+            head = self._buf.lstrip()
+            if head.startswith(self.OPEN):
+                self._state = "inside"
+                self._buf = head[len(self.OPEN):]
+            elif self.OPEN.startswith(head):
+                return ""
+            else:
+                self._state, out, self._buf = "after", self._buf, ""
+                return out
+        end = self._buf.find(self.CLOSE)
+        if end < 0:
+            return ""
+        self.reasoning = self._buf[:end].strip()
+        rest = self._buf[end + len(self.CLOSE):]
+        self._state, self._buf = "after", ""
+        return rest.lstrip()
+
+    def close(self) -> str:
+        """End of stream: an unclosed reasoning block is all reasoning, no answer."""
+        if self._state == "inside":
+            self.reasoning = self._buf.strip()
+            return ""
+        out, self._buf = self._buf, ""
+        return out

