@@ -144,6 +144,7 @@ class Tally:
     query_retries: int = 0
     query_errors: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
+    finished_at: list[float] = field(default_factory=list)
 
 
 def _index_loop(client: Elasticsearch, index: str, tally: Tally, half: threading.Event) -> None:
@@ -196,6 +197,7 @@ def _query_loop(client: Elasticsearch, alias: str, tally: Tally, stop: threading
         else:
             tally.query_errors.append(last)
         tally.latencies.append(time.monotonic() - started)
+        tally.finished_at.append(time.monotonic())
         tally.queries += 1
 
 
@@ -222,7 +224,8 @@ def test_kill_a_node_during_bulk_indexing_and_queries(cluster: Cluster) -> None:
     indexer.start()
     querier.start()
     assert half.wait(timeout=300), "indexing did not reach half-way"
-    killed_at = time.monotonic() - started
+    kill_time = time.monotonic()
+    killed_at = kill_time - started
     localnode.kill_node(victim)
     indexer.join(timeout=400)
     assert not indexer.is_alive(), "indexing did not finish"
@@ -235,11 +238,14 @@ def test_kill_a_node_during_bulk_indexing_and_queries(cluster: Cluster) -> None:
     client.indices.refresh(index=index)
     count = client.count(index=index)["count"]
     ids = [h["_id"] for h in scan(client, index=index, query={"_source": False}, size=1000)]
+    after = [lat for lat, t in zip(tally.latencies, tally.finished_at, strict=True) if t >= kill_time]
     summary = {
         "docs": DOCS, "count": count, "killed": victim.name, "killed_at_s": round(killed_at, 2),
         "elapsed_s": round(elapsed, 2), "queries": tally.queries, "query_retries": tally.query_retries,
         "query_errors": len(tally.query_errors), "bulk_retries": tally.bulk_retries,
         "max_query_latency_s": round(max(tally.latencies), 3),
+        "max_query_latency_after_kill_s": round(max(after, default=0.0), 3),
+        "queries_after_kill": len(after),
         "p50_query_latency_s": round(float(np.percentile(tally.latencies, 50)), 3),
         "p99_query_latency_s": round(float(np.percentile(tally.latencies, 99)), 3),
         "health_after": health["status"], "nodes_after": health["number_of_nodes"],
@@ -252,7 +258,7 @@ def test_kill_a_node_during_bulk_indexing_and_queries(cluster: Cluster) -> None:
     assert health["status"] in ("yellow", "green")
     assert tally.bulk_failures == []
     assert tally.query_errors == []
-    assert tally.queries > 20
+    assert tally.queries > 20 and len(after) > 5
     assert max(tally.latencies) < 20.0
     assert count == DOCS
     assert len(ids) == DOCS and set(ids) == {f"c{i:05d}" for i in range(DOCS)}
