@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -79,18 +80,33 @@ def ingest_corpus(settings: Settings, dataset: Dataset, *, client: Any = None, e
     return summary
 
 
+def rerank_top(reranker: Any, query: str, hits: list[Any], depth: int) -> list[Any]:
+    """Rerank the first ``depth`` hits; deeper hits follow in their first-stage order, scored below."""
+    head = reranker.rerank(query, hits[:depth])
+    floor = min((float(h.score) for h in head), default=0.0)
+    tail = [replace(h, score=floor - 1.0 - i) for i, h in enumerate(hits[depth:])]
+    return [*head, *tail]
+
+
 def run_mode(settings: Settings, dataset: Dataset, mode: str, *, client: Any = None, embedder: Any = None,
              ) -> tuple[dict[str, dict[str, float]], list[float]]:
     """Document run (query -> doc -> score) and per-query latencies in ms for one mode."""
     from query.retrieval import search
 
     base, rerank = ("hybrid", True) if mode == "hybrid+rerank" else (mode, False)
+    reranker = None
+    if rerank:
+        from query.rerank import get_reranker
+
+        reranker = get_reranker(settings)
     run: dict[str, dict[str, float]] = {}
     latencies: list[float] = []
     for qid, text in dataset.queries.items():
         t0 = time.perf_counter()
-        hits = search(settings, text, mode=base, k=CHUNK_DEPTH, rerank=rerank, client=client,
+        hits = search(settings, text, mode=base, k=CHUNK_DEPTH, rerank=False, client=client,
                       embedder=embedder)
+        if reranker is not None:
+            hits = rerank_top(reranker, text, hits, settings.rerank_depth)
         latencies.append((time.perf_counter() - t0) * 1000)
         run[qid] = rank_scores(collapse_to_docs(hits, depth=DOC_DEPTH))
     return run, latencies

@@ -1,0 +1,51 @@
+"""`esrag eval-build` + `esrag eval` end to end on the small chatterbot slice, real Elasticsearch.
+
+Also the regression guard: nDCG@10 of the default mode must not drop below the value recorded
+in tests/data/eval_baseline.json minus its margin.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from esrag.cli import main
+from query.eval.runner import DEFAULT_MODE
+
+BASELINE = Path(__file__).resolve().parent.parent / "data" / "eval_baseline.json"
+
+
+@pytest.mark.timeout(600)
+def test_eval_small_chatterbot_slice(settings, tmp_path: Path, capsys):
+    base = json.loads(BASELINE.read_text())["chatterbot-small"]
+    data = tmp_path / "chatterbot-small"
+    assert main(["eval-build", "chatterbot", str(data), "--small"]) == 0
+    capsys.readouterr()
+    report = tmp_path / "report.html"
+    rc = main(["eval", str(data), "--mode", f"bm25,{DEFAULT_MODE}", "--json", "--index", settings.index,
+               "--report", str(report)])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert out["dataset"] == "chatterbot-small" and out["queries"] == 40
+    assert set(out["results"]) == {"bm25", DEFAULT_MODE}
+    for metrics in out["results"].values():
+        assert set(metrics) == {"ndcg@10", "recall@100", "mrr@10", "p50_ms"}
+        assert all(0.0 <= metrics[k] <= 1.0 for k in ("ndcg@10", "recall@100", "mrr@10"))
+    assert report.read_text().count("<svg") == 4
+    ndcg = out["results"][DEFAULT_MODE]["ndcg@10"]
+    assert ndcg >= base["ndcg@10"] - base["margin"], f"nDCG@10 {ndcg} fell below the baseline {base}"
+    # A second run reuses the index (unchanged documents are skipped); --limit cuts the queries.
+    args = ["eval", str(data), "--mode", "bm25", "--json", "--index", settings.index, "--limit", "5"]
+    assert main(args) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["queries"] == 5
+
+
+def test_eval_missing_qrels_is_one_line(tmp_path: Path, capsys):
+    (tmp_path / "corpus.jsonl").write_text('{"_id": "d", "text": "x"}\n')
+    (tmp_path / "queries.jsonl").write_text('{"_id": "q", "text": "x"}\n')
+    assert main(["eval", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: not a BEIR dataset: {tmp_path}/qrels/test.tsv is missing"
