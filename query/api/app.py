@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -56,6 +57,7 @@ def create_app(settings: Settings, extra_routers: Sequence[APIRouter] = ()) -> F
     for router in [*PROTECTED_ROUTERS, *extra_routers]:
         app.include_router(router, dependencies=auth)
     app.include_router(health_router)
+    _add_dashboard(app, settings)
 
     @app.get("/metrics", dependencies=auth, tags=["health"], response_class=Response)
     def prometheus() -> Response:
@@ -73,3 +75,31 @@ def create_app(settings: Settings, extra_routers: Sequence[APIRouter] = ()) -> F
         return JSONResponse({"detail": errors}, status_code=422)
 
     return app
+
+
+def _add_dashboard(app: FastAPI, settings: Settings) -> None:
+    """Serve the operations dashboard (/dashboard, same keys; its own auth also takes its cookie)
+    and log each search/ask latency for its Queries panel (fire and forget, never failing a query)."""
+    import asyncio
+    import time
+
+    import redis
+
+    from dashboard.router import make_router
+    from esrag import querylog
+
+    app.include_router(make_router(settings))
+    log = redis.Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+
+    @app.middleware("http")
+    async def _querylog(request: Request, call_next: Any) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        mode = getattr(request.state, "mode", "")
+        if mode:
+            ms = (time.perf_counter() - start) * 1000
+            route = "ask" if request.url.path.endswith("/ask") else "search"
+            ok = response.status_code < 400
+            asyncio.get_running_loop().run_in_executor(
+                None, lambda: querylog.record(log, mode=f"{route}:{mode}", ms=ms, ok=ok))
+        return response

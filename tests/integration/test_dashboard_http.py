@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import httpx
@@ -85,3 +86,40 @@ def test_only_es_down_keeps_redis_sections(settings: Settings):
     for name in ("redis", "jobs", "workers", "queues", "queries"):
         assert state[name]["up"] is True, name
     assert {"name": queue, "ready": 0} in state["queues"]["queues"]
+
+
+@pytest.mark.timeout(120)
+def test_api_app_serves_dashboard_and_logs_queries(settings: Settings):
+    import redis
+
+    from esrag import querylog
+    from query.api import create_app
+
+    # Redis database 15 keeps this test's query log away from the real one
+    s = settings.model_copy(update={"api_keys": [KEY], "redis_url": "redis://127.0.0.1:6379/15"})
+    r = redis.Redis.from_url(s.redis_url)
+    r.delete(querylog.KEY)
+    try:
+        with serve(create_app(s)) as base:
+            assert get(f"{base}/dashboard").status_code == 401
+            login = get(f"{base}/dashboard?key={KEY}")
+            assert login.status_code == 303
+            with httpx.Client(base_url=base, timeout=60) as browser:
+                browser.cookies.set(COOKIE, cookie_token(KEY))
+                assert "esrag operations" in browser.get("/dashboard").text
+                # no index behind the test alias yet: the search fails and is logged as an error
+                for _ in range(2):
+                    found = browser.post("/v1/search", json={"query": "alpha", "mode": "bm25"},
+                                         headers={"X-API-Key": KEY})
+                    assert found.status_code == 404
+                deadline = 50
+                while r.llen(querylog.KEY) < 2 and deadline:
+                    time.sleep(0.1)
+                    deadline -= 1
+                queries = browser.get("/dashboard/api/state").json()["queries"]
+        assert queries["up"] is True
+        assert list(queries["modes"]) == ["search:bm25"]
+        assert (queries["modes"]["search:bm25"]["count"], queries["modes"]["search:bm25"]["errors"]) == (2, 2)
+    finally:
+        r.delete(querylog.KEY)
+        r.close()
