@@ -97,7 +97,8 @@ def test_ports_agree_with_defaults(compose: dict[str, Any]) -> None:
     assert urlparse(env["ESRAG_ES_URL"]).port == es_port
     assert urlparse(env["ESRAG_REDIS_URL"]).port == redis_port
     assert int(env["ESRAG_API_PORT"]) == _default("api_port")
-    assert f"127.0.0.1:{_default('api_port')}/" in " ".join(svc["api"]["healthcheck"]["test"])
+    assert f"127.0.0.1:{_default('api_port')}/healthz" in " ".join(svc["api"]["healthcheck"]["test"])
+    assert env["ESRAG_API_HOST"] == "0.0.0.0" and env["ESRAG_API_KEYS"].startswith('["')  # serve needs keys
 
 
 def test_workers_and_api_commands(compose: dict[str, Any]) -> None:

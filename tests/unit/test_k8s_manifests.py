@@ -169,7 +169,11 @@ def test_api_service_reaches_the_api_pods(docs: dict) -> None:
     assert svc["ports"][0]["targetPort"] == port["name"]
     data = docs[("ConfigMap", "esrag-config")]["data"]
     assert int(data["ESRAG_API_PORT"]) == port["containerPort"] == _default("api_port")
-    assert container["readinessProbe"]["httpGet"]["port"] == port["name"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
+    secret = docs[("Secret", "esrag-secrets")]["stringData"]
+    assert json.loads(secret["ESRAG_API_KEYS"])  # serve refuses 0.0.0.0 without keys
+    assert {"secretRef": {"name": "esrag-secrets"}} in container["envFrom"]
 
 
 def test_esrag_pods_get_the_eck_credentials(docs: dict) -> None:
