@@ -1,9 +1,93 @@
-"""Commands this package adds to `esrag` (filled in by its issue)."""
+"""`esrag ingest` and `esrag delete` (in-process; the workers reuse ``run_ingest``)."""
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
 import typer
+
+from esrag.settings import Settings, load_settings
+from ingest.pipeline import IngestSummary, ProgressEvent, delete_documents, ingest_files
+from ingest.sources import expand_paths
+
+
+@contextmanager
+def progress_bar(enabled: bool) -> Iterator[Callable[[ProgressEvent], None] | None]:
+    """A rich progress bar (files, chunks, chunks/s, ETA) on stderr, or None when disabled."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(
+        TextColumn("files"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[chunks]} chunks, {task.fields[rate]:.1f} chunks/s"),
+        TextColumn("eta"), TimeRemainingColumn(),
+        console=Console(stderr=True), transient=False,
+    )
+    with bar:
+        task = bar.add_task("ingest", total=None, chunks=0, rate=0.0)
+
+        def update(ev: ProgressEvent) -> None:
+            rate = ev.indexed / ev.elapsed if ev.elapsed > 0 else 0.0
+            bar.update(task, total=ev.files_total, completed=ev.files_done, chunks=ev.indexed, rate=rate)
+
+        yield update
+
+
+def run_ingest(paths: list[str], settings: Settings, *, show_progress: bool = False) -> IngestSummary:
+    """Expand ``paths`` and ingest them in this process."""
+    files = expand_paths(paths, settings)
+    with progress_bar(show_progress) as progress:
+        return ingest_files(files, settings, progress=progress)
+
+
+def print_summary(summary: IngestSummary) -> None:
+    """The human-readable summary: one line, then one line per failure."""
+    typer.echo(
+        f"{summary.indexed} chunks indexed from {summary.documents} documents into {summary.index} "
+        f"({summary.skipped_unchanged} unchanged, {summary.deleted} stale chunks deleted, "
+        f"{len(summary.failed)} failed) in {summary.seconds:.1f}s"
+    )
+    for f in summary.failed:
+        typer.echo(f"failed: {f['source']}: {f['error']}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this package's commands to ``app``."""
+    """Add `ingest` and `delete` to ``app``."""
+
+    @app.command()
+    def ingest(
+        paths: Annotated[list[str], typer.Argument(help="files, folders (recursive) or glob patterns")],
+        index: Annotated[str | None, typer.Option(help="index alias (default ESRAG_INDEX)")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    ) -> None:
+        """Parse, chunk, embed and index documents; unchanged ones are skipped."""
+        settings = load_settings(index=index)
+        summary = run_ingest(paths, settings, show_progress=sys.stdout.isatty())
+        if as_json:
+            typer.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
+        else:
+            print_summary(summary)
+        if summary.failed:
+            raise typer.Exit(1)
+
+    @app.command()
+    def delete(
+        doc_id: Annotated[list[str] | None, typer.Option("--doc-id", help="document id (repeatable)")] = None,
+        source: Annotated[list[str] | None, typer.Option("--source", help="source path (repeatable)")] = None,
+        index: Annotated[str | None, typer.Option(help="index alias (default ESRAG_INDEX)")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    ) -> None:
+        """Delete documents (all their chunks) by id or by source."""
+        settings = load_settings(index=index)
+        deleted = delete_documents(settings, doc_ids=doc_id or [], sources=source or [])
+        if as_json:
+            typer.echo(json.dumps({"deleted": deleted, "index": settings.index}))
+        else:
+            typer.echo(f"{deleted} chunks deleted from {settings.index}")

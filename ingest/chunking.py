@@ -1,0 +1,235 @@
+"""Token-aware, structure-respecting chunking with exact character offsets.
+
+A document is cut into sections at its headings; each section into paragraphs (blank
+lines), oversized paragraphs into sentences (or lines), and oversized sentences into runs
+of whole words measured with the embedder's own tokenizer. Units are packed greedily up
+to the token budget, preferring to end a chunk at a paragraph boundary, and consecutive
+chunks of a section share trailing units up to the overlap budget. Every chunk is a
+contiguous span: ``chunk.text == document.text[chunk.start:chunk.end]``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ingest.documents import Document
+
+_PARA_SEP = re.compile(r"\n[ \t\r\f\v]*\n\s*")
+_SENT_SEP = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\s*\n\s*")
+SPECIAL_TOKENS = 2  # [CLS] and [SEP] (or their equivalents) around every input
+MAX_CONTEXT_TOKENS = 48
+
+
+class TokenCounter(Protocol):
+    """What the chunker needs from a tokenizer."""
+
+    def count(self, texts: list[str]) -> list[int]:
+        """Tokens of each text, special tokens excluded."""
+        ...
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character span of each token of ``text``."""
+        ...
+
+
+class HFTokenCounter:
+    """TokenCounter over a Hugging Face fast tokenizer (the embedder's own)."""
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+        try:  # counting long paragraphs is the point; silence the "longer than max" warning
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.get_logger("transformers.tokenization_utils_base").setLevel("ERROR")
+        except ImportError:  # pragma: no cover
+            pass
+
+    def count(self, texts: list[str]) -> list[int]:
+        """Tokens of each text, special tokens excluded."""
+        if not texts:
+            return []
+        enc = self.tokenizer(
+            texts, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False,
+        )
+        return [len(ids) for ids in enc["input_ids"]]
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character span of each token of ``text``."""
+        enc = self.tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True,
+            return_attention_mask=False, return_token_type_ids=False,
+        )
+        return [tuple(o) for o in enc["offset_mapping"]]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A span of a document's text with the heading path it sits under."""
+
+    chunk_no: int
+    start: int
+    end: int
+    text: str
+    headings: tuple[str, ...]
+    context: str
+    tokens: int
+
+    def embed_input(self) -> str:
+        """What the model embeds: the heading context line, then the text."""
+        return f"{self.context}\n{self.text}" if self.context else self.text
+
+
+@dataclass(frozen=True)
+class _Unit:
+    start: int
+    end: int
+    tokens: int
+    para_end: bool
+
+
+def split_spans(text: str, start: int, end: int, sep: re.Pattern[str]) -> list[tuple[int, int]]:
+    """Whitespace-trimmed, non-empty spans of ``text[start:end]`` between separator matches."""
+    spans = []
+    pos = start
+    for m in sep.finditer(text, start, end):
+        spans.append((pos, m.start()))
+        pos = m.end()
+    spans.append((pos, end))
+    out = []
+    for a, b in spans:
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        if a < b:
+            out.append((a, b))
+    return out
+
+
+def sections(doc: Document) -> list[tuple[int, int, tuple[str, ...]]]:
+    """(start, end, heading path) of the text before the first heading and under each heading."""
+    out = []
+    heads = sorted(doc.headings, key=lambda h: h.start)
+    first = heads[0].start if heads else len(doc.text)
+    out.append((0, first, ()))
+    stack: list[tuple[int, str]] = []
+    for i, h in enumerate(heads):
+        while stack and stack[-1][0] >= h.level:
+            stack.pop()
+        stack.append((h.level, h.text))
+        end = heads[i + 1].start if i + 1 < len(heads) else len(doc.text)
+        out.append((h.body_start, max(h.body_start, end), tuple(t for _, t in stack)))
+    return out
+
+
+def context_line(title: str, headings: tuple[str, ...]) -> str:
+    """Title and heading path joined by " > " (the title once, not repeated by an H1)."""
+    parts = [title] if title else []
+    for h in headings:
+        if not parts or h != parts[-1]:
+            parts.append(h)
+    return " > ".join(parts)
+
+
+def _word_pieces(
+    text: str, start: int, end: int, budget: int, counter: TokenCounter
+) -> list[_Unit]:
+    """Split one oversized sentence into runs of whole words of at most ``budget`` tokens."""
+    offs = [(start + a, start + b) for a, b in counter.offsets(text[start:end]) if b > a]
+    pieces: list[_Unit] = []
+    p = 0
+    while p < len(offs):
+        limit = min(len(offs), p + budget)
+        q = limit
+        if limit < len(offs):
+            # cut before a token that starts a word (preceded by whitespace), never inside one
+            q = next(
+                (i for i in range(limit, p, -1) if offs[i][0] > 0 and text[offs[i][0] - 1].isspace()),
+                limit,
+            )
+        pieces.append(_Unit(offs[p][0], offs[q - 1][1], q - p, False))
+        p = q
+    if pieces:
+        last = pieces[-1]
+        pieces[-1] = _Unit(last.start, last.end, last.tokens, True)
+    return pieces
+
+
+def _units(
+    text: str, start: int, end: int, budget: int, counter: TokenCounter
+) -> list[_Unit]:
+    paras = split_spans(text, start, end, _PARA_SEP)
+    counts = counter.count([text[a:b] for a, b in paras])
+    units: list[_Unit] = []
+    for (a, b), n in zip(paras, counts, strict=True):
+        if n <= budget:
+            units.append(_Unit(a, b, n, True))
+            continue
+        sents = split_spans(text, a, b, _SENT_SEP)
+        scounts = counter.count([text[x:y] for x, y in sents])
+        for k, ((x, y), m) in enumerate(zip(sents, scounts, strict=True)):
+            last = k == len(sents) - 1
+            if m <= budget:
+                units.append(_Unit(x, y, m, last))
+            else:
+                pieces = _word_pieces(text, x, y, budget, counter)
+                if pieces and not last:
+                    p = pieces[-1]
+                    pieces[-1] = _Unit(p.start, p.end, p.tokens, False)
+                units.extend(pieces)
+    return units
+
+
+def _pack(units: list[_Unit], budget: int, overlap: int) -> list[tuple[int, int]]:
+    """Index ranges [i, j) of units forming each chunk."""
+    out = []
+    i = 0
+    n = len(units)
+    while i < n:
+        j, tokens = i, 0
+        while j < n and tokens + units[j].tokens <= budget:
+            tokens += units[j].tokens
+            j += 1
+        j = max(j, i + 1)
+        if j < n:  # prefer ending at a paragraph boundary when the chunk stays at least half full
+            running, best = 0, None
+            for k in range(i, j):
+                running += units[k].tokens
+                if units[k].para_end and running * 2 >= budget:
+                    best = k + 1
+            if best is not None:
+                j = best
+        out.append((i, j))
+        if j >= n:
+            break
+        k, carried = j, 0
+        while k - 1 > i and carried + units[k - 1].tokens <= overlap:
+            carried += units[k - 1].tokens
+            k -= 1
+        i = k
+    return out
+
+
+def chunk_document(
+    doc: Document, counter: TokenCounter, *, max_tokens: int, overlap: int, model_max_tokens: int
+) -> list[Chunk]:
+    """The chunks of ``doc``, numbered from 0 in text order."""
+    secs = [s for s in sections(doc) if doc.text[s[0]:s[1]].strip()]
+    contexts = [context_line(doc.title, path) for _, _, path in secs]
+    ctx_tokens = counter.count([c for c in contexts])
+    chunks: list[Chunk] = []
+    for (start, end, path), ctx, ctx_n in zip(secs, contexts, ctx_tokens, strict=True):
+        room = model_max_tokens - SPECIAL_TOKENS - min(ctx_n + 1, MAX_CONTEXT_TOKENS) if ctx else (
+            model_max_tokens - SPECIAL_TOKENS
+        )
+        budget = max(1, min(max_tokens, max(room, 8)))
+        units = _units(doc.text, start, end, budget, counter)
+        for i, j in _pack(units, budget, min(overlap, budget // 2)):
+            a, b = units[i].start, units[j - 1].end
+            chunks.append(Chunk(
+                chunk_no=len(chunks), start=a, end=b, text=doc.text[a:b], headings=path,
+                context=ctx, tokens=sum(u.tokens for u in units[i:j]),
+            ))
+    return chunks

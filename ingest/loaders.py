@@ -1,0 +1,270 @@
+"""File loaders: each turns one file into documents (a .jsonl file into one per line).
+
+Loaders raise LoadError with a one-line reason for input they cannot read; a .jsonl file
+yields its bad lines as LoadError items so that the good lines are still indexed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ingest.documents import Document, Heading, LoadError, path_doc_id
+
+CONTENT_TYPES = {
+    ".txt": "text/plain",
+    ".text": "text/plain",
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".pdf": "application/pdf",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".jsonl": "application/jsonl",
+}
+SUPPORTED_SUFFIXES = frozenset(CONTENT_TYPES)
+
+_MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+_MD_FENCE = re.compile(r"^(```|~~~)", re.MULTILINE)
+_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f]")
+_RESERVED_JSONL_KEYS = ("id", "_id", "text", "title")
+
+
+def _mtime(path: Path) -> str:
+    return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).isoformat()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:300]
+
+
+def check_size(path: Path, max_bytes: int) -> int:
+    """The file's size; LoadError when it is over ``max_bytes``."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise LoadError(
+            str(path), f"file is {size} bytes, over the limit of {max_bytes} (ESRAG_MAX_FILE_BYTES)"
+        )
+    return size
+
+
+def decode_text(path: Path, data: bytes) -> str:
+    """Strict UTF-8 text; LoadError for binary data or invalid UTF-8."""
+    sample = data[:8192]
+    if b"\x00" in sample or len(_CONTROL.findall(sample)) > max(8, len(sample) // 100):
+        raise LoadError(str(path), "binary data, not text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LoadError(
+            str(path), f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+
+
+def _require_text(path: Path, text: str) -> None:
+    if not text.strip():
+        raise LoadError(str(path), "empty document (no text)")
+
+
+def _base(path: Path, content_type: str, title: str, text: str, headings: list[Heading]) -> Document:
+    return Document(
+        doc_id=path_doc_id(path), source=str(path.resolve()), title=title or path.stem,
+        content_type=content_type, text=text, modified=_mtime(path), headings=headings,
+    )
+
+
+def load_text(path: Path) -> Document:
+    """A plain-text file; its title is the file name."""
+    text = decode_text(path, path.read_bytes())
+    _require_text(path, text)
+    return _base(path, "text/plain", path.stem, text, [])
+
+
+def markdown_headings(text: str) -> list[Heading]:
+    """ATX headings (``# Title``) outside fenced code blocks."""
+    fenced: list[tuple[int, int]] = []
+    opened: int | None = None
+    for m in _MD_FENCE.finditer(text):
+        if opened is None:
+            opened = m.start()
+        else:
+            fenced.append((opened, m.end()))
+            opened = None
+    if opened is not None:
+        fenced.append((opened, len(text)))
+    heads = []
+    for m in _MD_HEADING.finditer(text):
+        if any(a <= m.start() < b for a, b in fenced):
+            continue
+        heads.append(Heading(m.start(), m.end(), len(m.group(1)), m.group(2).strip()))
+    return heads
+
+
+def load_markdown(path: Path) -> Document:
+    """A Markdown file, kept verbatim; ATX headings give the structure, the first H1 the title."""
+    text = decode_text(path, path.read_bytes())
+    _require_text(path, text)
+    heads = markdown_headings(text)
+    title = next((h.text for h in heads if h.level == 1), path.stem)
+    return _base(path, "text/markdown", title, text, heads)
+
+
+def load_html(path: Path) -> Document:
+    """An HTML page's main content (boilerplate removed), paragraphs and headings kept."""
+    from ingest.html import decode_html, html_to_text
+
+    data = path.read_bytes()
+    if b"\x00" in data[:8192]:
+        raise LoadError(str(path), "binary data, not HTML")
+    try:
+        title, text, heads = html_to_text(decode_html(data))
+    except ValueError as exc:
+        raise LoadError(str(path), _one_line(exc)) from None
+    except RecursionError:
+        raise LoadError(str(path), "HTML is nested too deeply") from None
+    _require_text(path, text)
+    return _base(path, "text/html", title, text, heads)
+
+
+def load_pdf(path: Path) -> Document:
+    """A PDF's text, page by page (pages separated by blank lines)."""
+    from pypdf import PdfReader
+    from pypdf.errors import FileNotDecryptedError, PdfReadError
+
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # the failure is reported once, below
+    try:
+        reader = PdfReader(io.BytesIO(path.read_bytes()))
+        if reader.is_encrypted:
+            try:
+                ok = reader.decrypt("")
+            except Exception:
+                ok = 0
+            if not ok:
+                raise LoadError(str(path), "encrypted PDF (a password is needed)")
+        pages = [(page.extract_text() or "").strip() for page in reader.pages]
+        meta_title = (reader.metadata.title if reader.metadata else None) or ""
+    except LoadError:
+        raise
+    except FileNotDecryptedError:
+        raise LoadError(str(path), "encrypted PDF (a password is needed)") from None
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError, RecursionError) as exc:
+        raise LoadError(str(path), f"corrupt PDF: {_one_line(exc)}") from None
+    text = "\n\n".join(p for p in pages if p)
+    _require_text(path, text)
+    return _base(path, "application/pdf", str(meta_title).strip(), text, [])
+
+
+def load_docx(path: Path) -> Document:
+    """A Word document: paragraphs and tables in order; Heading N styles give the structure."""
+    import zipfile
+
+    import docx
+    from docx.table import Table
+
+    from ingest.html import TextBuilder
+
+    try:
+        document = docx.Document(str(path))
+        out = TextBuilder()
+        title = ""
+        for block in document.iter_inner_content():
+            if isinstance(block, Table):
+                for row in block.rows:
+                    cells = [" ".join(c.text.split()) for c in row.cells]
+                    out.inline.append(" | ".join(c for c in cells if c))
+                    out.flush()
+                continue
+            style = (block.style.name if block.style is not None else "") or ""
+            text = " ".join(block.text.split())
+            if not text:
+                continue
+            if style == "Title" and not title:
+                title = text
+                out.add_block(text, 0)
+            elif style.startswith("Heading") and style[7:].strip().isdigit():
+                out.add_block(text, int(style[7:].strip()))
+            else:
+                out.add_block(text)
+        text = out.text()
+        title = title or (document.core_properties.title or "")
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise LoadError(str(path), f"not a valid DOCX file: {_one_line(exc)}") from None
+    _require_text(path, text)
+    return _base(path, CONTENT_TYPES[".docx"], title, text, out.headings)
+
+
+def iter_jsonl(path: Path, max_line_bytes: int) -> Iterator[Document | LoadError]:
+    """One document per line {"id" (or "_id"), "text", "title"?, ...metadata}; bad lines as errors."""
+    source = str(path.resolve())
+    modified = _mtime(path)
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            where = f"{path}:{lineno}"
+            if not raw.strip():
+                continue
+            if len(raw) > max_line_bytes:
+                yield LoadError(where, f"line is {len(raw)} bytes, over the limit of {max_line_bytes}")
+                continue
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                yield LoadError(where, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x})")
+                continue
+            try:
+                obj: Any = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield LoadError(where, f"not valid JSON: {exc.msg} (column {exc.colno})")
+                continue
+            if not isinstance(obj, dict):
+                yield LoadError(where, "not a JSON object")
+                continue
+            doc_id = obj.get("id", obj.get("_id"))
+            if isinstance(doc_id, int | float) and not isinstance(doc_id, bool):
+                doc_id = str(doc_id)
+            if not isinstance(doc_id, str) or not doc_id.strip():
+                yield LoadError(where, 'no "id" (or "_id") string')
+                continue
+            text = obj.get("text")
+            if not isinstance(text, str):
+                yield LoadError(where, 'no "text" string')
+                continue
+            if not text.strip():
+                yield LoadError(where, "empty text")
+                continue
+            title = obj.get("title")
+            meta = {k: v for k, v in obj.items() if k not in _RESERVED_JSONL_KEYS}
+            yield Document(
+                doc_id=doc_id, source=source, title=str(title) if title is not None else "",
+                content_type="application/jsonl", text=text, modified=modified, metadata=meta,
+            )
+
+
+LOADERS = {
+    ".txt": load_text, ".text": load_text, ".md": load_markdown, ".markdown": load_markdown,
+    ".html": load_html, ".htm": load_html, ".pdf": load_pdf, ".docx": load_docx,
+}
+
+
+def load_file(path: Path, max_file_bytes: int) -> Iterator[Document | LoadError]:
+    """The documents of one file, or LoadError items for what cannot be read."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".jsonl":
+            yield from iter_jsonl(path, max_file_bytes)
+            return
+        loader = LOADERS.get(suffix)
+        if loader is None:
+            raise LoadError(str(path), f"unsupported file type {suffix or '(no extension)'}")
+        check_size(path, max_file_bytes)
+        yield loader(path)
+    except LoadError as exc:
+        yield exc
+    except OSError as exc:
+        yield LoadError(str(path), f"cannot read: {exc.strerror or _one_line(exc)}")

@@ -1,0 +1,425 @@
+"""The ingest pipeline: load, chunk, skip unchanged, embed, bulk-write, in bounded stages.
+
+Three stages overlap: a loader thread parses files, looks up the stored hashes of each
+batch of documents and chunks only new or changed ones; the calling thread embeds chunk
+batches; a writer thread streams byte-sized bulk requests. Queues between them are
+bounded, so memory stays flat however large the corpus. The Celery workers call
+``ingest_files`` too.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from elasticsearch import Elasticsearch, NotFoundError
+
+from esrag.embedder import Embedder, get_embedder
+from esrag.errors import EsragError
+from esrag.es import cluster_health, make_client
+from esrag.index import alias_target, delete_matching, ensure_index
+from esrag.settings import Settings
+from esrag.stemming import stem_text
+from ingest import existing
+from ingest.bulk import BulkWriter, Outcome
+from ingest.chunking import Chunk, HFTokenCounter, chunk_document
+from ingest.documents import Document, LoadError, chunk_hash, chunk_id, doc_hash
+from ingest.loaders import load_file
+
+DOC_BATCH = 64  # documents per hash lookup
+DOC_BATCH_CHARS = 4_000_000  # ... or fewer when they are large
+EMBED_GROUP = 512  # chunks per encode call (the embedder batches inside it)
+QUEUE_BATCHES = 4  # bounded queues: batches in flight between stages
+REFRESH_OFF_AFTER_CHUNKS = 2000  # a load this large runs with refresh_interval -1
+
+
+@dataclass
+class IngestSummary:
+    """Counts of one ingest; ``failed`` lists {"source", "error"} for each failure."""
+
+    documents: int = 0
+    chunks: int = 0
+    indexed: int = 0
+    skipped_unchanged: int = 0
+    deleted: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    embedded: int = 0
+    seconds: float = 0.0
+    index: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON summary of `esrag ingest --json`."""
+        out = asdict(self)
+        out["seconds"] = round(self.seconds, 3)
+        return out
+
+    def merge(self, other: IngestSummary) -> None:
+        """Add ``other``'s counts, failures and time to this summary."""
+        for name in ("documents", "chunks", "indexed", "skipped_unchanged", "deleted", "embedded"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.failed.extend(other.failed)
+        self.seconds += other.seconds
+        self.index = self.index or other.index
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """A snapshot of an ingest in progress."""
+
+    files_done: int
+    files_total: int
+    documents: int
+    chunks: int
+    indexed: int
+    skipped_unchanged: int
+    failed: int
+    elapsed: float
+
+
+@dataclass
+class _DocWork:
+    """A new or changed document on its way through the pipeline."""
+
+    doc: Document
+    label: str
+    doc_hash: str
+    chunks: list[Chunk]
+    ids: list[str]
+    hashes: list[str]
+    stale: list[str]
+    remaining: int = 0
+    errors: list[str] = field(default_factory=list)
+    marker_written: bool = False
+
+
+@dataclass
+class _Record:
+    work: _DocWork
+    pos: int  # index into work.chunks
+
+
+class _Stop(Exception):
+    pass
+
+
+class _Run:
+    """State shared by the stages of one ingest."""
+
+    def __init__(self, settings: Settings, client: Elasticsearch, embedder: Embedder, index: str,
+                 files: list[Path], progress: Callable[[ProgressEvent], None] | None,
+                 refresh_off_after: int):
+        self.settings = settings
+        self.client = client
+        self.embedder = embedder
+        self.index = index
+        self.files = files
+        self.progress = progress
+        self.refresh_off_after = refresh_off_after
+        self.summary = IngestSummary(index=index)
+        self.files_done = 0
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.to_embed: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_BATCHES)
+        self.to_write: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_BATCHES)
+        self.counter = HFTokenCounter(embedder.tokenizer)
+        self.model_max = embedder.max_seq_length
+        self.started = time.monotonic()
+        self.refresh_saved: tuple[bool, Any] | None = None  # (was set, previous value)
+
+    # -- shared helpers -------------------------------------------------------------
+    def fail(self, source: str, error: str) -> None:
+        with self.lock:
+            self.summary.failed.append({"source": source, "error": error})
+
+    def put(self, q: queue.Queue[Any], item: Any) -> None:
+        while True:
+            if self.stop.is_set():
+                raise _Stop
+            try:
+                q.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def get(self, q: queue.Queue[Any]) -> Any:
+        while True:
+            if self.stop.is_set():
+                raise _Stop
+            try:
+                return q.get(timeout=0.2)
+            except queue.Empty:
+                continue
+
+    def emit(self) -> None:
+        if self.progress is None:
+            return
+        s = self.summary
+        self.progress(ProgressEvent(
+            files_done=self.files_done, files_total=len(self.files), documents=s.documents,
+            chunks=s.chunks, indexed=s.indexed, skipped_unchanged=s.skipped_unchanged,
+            failed=len(s.failed), elapsed=time.monotonic() - self.started,
+        ))
+
+    # -- stage 1: load, look up, chunk ------------------------------------------------
+    def load_stage(self) -> None:
+        batch: list[Document] = []
+        chars = 0
+        for path in self.files:
+            try:
+                for item in load_file(path, self.settings.max_file_bytes):
+                    if isinstance(item, LoadError):
+                        self.fail(item.source, item.message)
+                        continue
+                    batch.append(item)
+                    chars += len(item.text)
+                    if len(batch) >= DOC_BATCH or chars >= DOC_BATCH_CHARS:
+                        self.prepare(batch)
+                        batch, chars = [], 0
+            except _Stop:
+                raise
+            except Exception as exc:  # a parser crashing on odd input fails that file only
+                self.fail(str(path), f"cannot load: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+            self.files_done += 1
+        if batch:
+            self.prepare(batch)
+        self.put(self.to_embed, None)
+
+    def prepare(self, docs: list[Document]) -> None:
+        s = self.settings
+        model = self.embedder.info.name
+        hashes = [doc_hash(d, model=model, max_tokens=s.chunk_max_tokens, overlap=s.chunk_overlap_tokens,
+                           stem_language=s.stem_language) for d in docs]
+        stored = existing.doc_hashes(self.client, self.index, list({d.doc_id for d in docs}))
+        todo = []
+        with self.lock:
+            self.summary.documents += len(docs)
+        for doc, h in zip(docs, hashes, strict=True):
+            if stored.get(doc.doc_id) == {h}:
+                with self.lock:
+                    self.summary.skipped_unchanged += 1
+            else:
+                todo.append((doc, h))
+        changed = [d.doc_id for d, _ in todo if d.doc_id in stored]
+        old_ids = existing.chunk_ids(self.client, self.index, changed) if changed else {}
+        works = []
+        for doc, h in todo:
+            jsonl = doc.content_type == "application/jsonl"
+            label = f"{doc.source} (id {doc.doc_id})" if jsonl else doc.source
+            chunks = chunk_document(doc, self.counter, max_tokens=s.chunk_max_tokens,
+                                    overlap=s.chunk_overlap_tokens, model_max_tokens=self.model_max)
+            if not chunks:
+                self.fail(label, "empty document (no text)")
+                continue
+            chashes = [chunk_hash(c.text, c.context) for c in chunks]
+            ids = [chunk_id(doc.doc_id, c.chunk_no, ch) for c, ch in zip(chunks, chashes, strict=True)]
+            stale = sorted(old_ids.get(doc.doc_id, set()) - set(ids))
+            works.append(_DocWork(doc, label, h, chunks, ids, chashes, stale,
+                                  remaining=len(chunks) + len(stale)))
+            with self.lock:
+                self.summary.chunks += len(chunks)
+        self.put(self.to_embed, works)
+
+    # -- stage 2: embed (the calling thread) -------------------------------------------
+    def embed_stage(self) -> None:
+        buffer: list[_Record] = []
+        while True:
+            works = self.get(self.to_embed)
+            if works is None:
+                break
+            for w in works:
+                # the first chunk carries the hash the next run compares: write it last
+                order = list(range(1, len(w.chunks))) + [0]
+                buffer.extend(_Record(w, i) for i in order)
+            if not works or len(buffer) < EMBED_GROUP:
+                self.put(self.to_write, ([], None))  # a tick, so progress moves
+            while len(buffer) >= EMBED_GROUP:
+                self.embed(buffer[:EMBED_GROUP])
+                buffer = buffer[EMBED_GROUP:]
+        if buffer:
+            self.embed(buffer)
+        self.put(self.to_write, None)
+
+    def embed(self, records: list[_Record]) -> None:
+        vectors = self.embedder.encode([r.work.chunks[r.pos].embed_input() for r in records])
+        with self.lock:
+            self.summary.embedded += len(records)
+        self.put(self.to_write, (records, vectors))
+
+    # -- stage 3: write --------------------------------------------------------------
+    def write_stage(self) -> None:
+        writer = BulkWriter(self.client, self.settings.bulk_max_bytes)
+        language = self.settings.stem_language
+        model = self.embedder.info.name
+        while True:
+            item = self.get(self.to_write)
+            if item is None:
+                break
+            records, vectors = item
+            if records:
+                self.maybe_refresh_off(len(records))
+                vecs = np.round(np.asarray(vectors, dtype=np.float64), 6)
+                for rec, vec in zip(records, vecs, strict=True):
+                    w = rec.work
+                    if rec.pos == 0:
+                        for stale in w.stale:
+                            self.handle(writer.add("delete", self.index, stale, None, (w, -1)))
+                    c = w.chunks[rec.pos]
+                    src = self.source(w, c, vec, language, model)
+                    self.handle(writer.add("index", self.index, w.ids[rec.pos], src, (w, rec.pos)))
+                self.handle(writer.flush())
+            self.emit()
+        self.handle(writer.flush())
+
+    def source(self, w: _DocWork, c: Chunk, vec: np.ndarray, language: str, model: str) -> dict[str, Any]:
+        d = w.doc
+        src: dict[str, Any] = {
+            "chunk_id": w.ids[c.chunk_no], "doc_id": d.doc_id, "source": d.source, "title": d.title,
+            "content_type": d.content_type, "chunk_no": c.chunk_no, "start": c.start, "end": c.end,
+            "headings": list(c.headings), "doc_hash": w.doc_hash, "chunk_hash": w.hashes[c.chunk_no],
+            "model": model, "text": c.text, "text_stemmed": stem_text(c.text, language),
+            "embedding": vec.tolist(),
+        }
+        if d.modified:
+            src["modified"] = d.modified
+        if d.metadata:
+            src["meta"] = d.metadata
+        return src
+
+    def handle(self, outcomes: list[Outcome]) -> None:
+        unmark = []
+        for o in outcomes:
+            w, pos = o.key
+            with self.lock:
+                if o.ok and o.op == "index":
+                    self.summary.indexed += 1
+                elif o.ok and o.op == "delete" and o.status == 200:
+                    self.summary.deleted += 1
+            if not o.ok:
+                w.errors.append(o.error or f"HTTP {o.status}")
+            elif pos == 0:
+                w.marker_written = True
+            w.remaining -= 1
+            if w.remaining == 0 and w.errors:
+                self.fail(w.label, f"indexing failed: {w.errors[0]}")
+                if w.marker_written:
+                    unmark.append(w)
+        for w in unmark:  # so that the next run sees the document as changed and redoes it
+            try:
+                self.client.delete(index=self.index, id=w.ids[0])
+            except Exception:  # noqa: BLE001 - best effort, the failure is already reported
+                pass
+
+    def maybe_refresh_off(self, adding: int) -> None:
+        if self.refresh_saved is not None or self.summary.indexed + adding < self.refresh_off_after:
+            return
+        current = self.client.indices.get_settings(index=self.index, name="index.refresh_interval")
+        value = current.get(self.index, {}).get("settings", {}).get("index", {}).get("refresh_interval")
+        if value == "-1":  # another load already turned it off and will restore it
+            self.refresh_saved = (False, None)
+            return
+        self.client.indices.put_settings(index=self.index, settings={"index": {"refresh_interval": "-1"}})
+        self.refresh_saved = (True, value)
+
+    def restore_refresh(self) -> None:
+        if self.refresh_saved is None or not self.refresh_saved[0]:
+            return
+        self.client.indices.put_settings(
+            index=self.index, settings={"index": {"refresh_interval": self.refresh_saved[1]}}
+        )
+
+
+def _thread(run: _Run, target: Callable[[], None], name: str) -> threading.Thread:
+    def body() -> None:
+        try:
+            target()
+        except _Stop:
+            pass
+        except BaseException as exc:  # handed to the calling thread
+            run.errors.append(exc)
+            run.stop.set()
+
+    t = threading.Thread(target=body, name=name, daemon=True)
+    t.start()
+    return t
+
+
+def ingest_files(
+    files: Iterable[Path], settings: Settings, *, client: Elasticsearch | None = None,
+    embedder: Embedder | None = None, progress: Callable[[ProgressEvent], None] | None = None,
+    refresh_off_after: int = REFRESH_OFF_AFTER_CHUNKS,
+) -> IngestSummary:
+    """Ingest ``files`` into the index behind ``settings.index``; return the summary.
+
+    Unchanged documents are skipped before embedding; changed ones replace their chunks.
+    Raises ModelMismatch when the index was built with another model, ServiceUnavailable
+    when Elasticsearch cannot be reached; per-file problems go into ``summary.failed``.
+    """
+    own_client = client is None
+    client = client if client is not None else make_client(settings)
+    try:
+        cluster_health(client, settings)
+        embedder = embedder if embedder is not None else get_embedder(settings)
+        index = ensure_index(client, settings, embedder.info)
+        run = _Run(settings, client, embedder, index, list(files), progress, refresh_off_after)
+        loader = _thread(run, run.load_stage, "esrag-ingest-load")
+        writer = _thread(run, run.write_stage, "esrag-ingest-write")
+        try:
+            run.embed_stage()
+        except _Stop:
+            pass
+        except BaseException:
+            run.stop.set()
+            raise
+        finally:
+            loader.join()
+            writer.join()
+            try:
+                run.restore_refresh()
+            finally:
+                client.indices.refresh(index=index)
+        if run.errors:
+            raise run.errors[0]
+        run.summary.seconds = time.monotonic() - run.started
+        run.emit()
+        return run.summary
+    finally:
+        if own_client:
+            client.close()
+
+
+def delete_documents(
+    settings: Settings, *, doc_ids: list[str] = (), sources: list[str] = (),
+    client: Elasticsearch | None = None,
+) -> int:
+    """Delete every chunk of the given documents (by id, or by source path); return chunks deleted."""
+    if not doc_ids and not sources:
+        raise EsragError("nothing to delete: give --doc-id or --source")
+    own_client = client is None
+    client = client if client is not None else make_client(settings)
+    try:
+        cluster_health(client, settings)
+        index = alias_target(client, settings.index)
+        if index is None:
+            raise EsragError(f"index {settings.index!r} does not exist")
+        names = set(sources) | {str(Path(s).expanduser().resolve()) for s in sources}
+        should: list[dict[str, Any]] = []
+        if doc_ids:
+            should.append({"terms": {"doc_id": list(doc_ids)}})
+        if names:
+            should.append({"terms": {"source": sorted(names)}})
+        try:
+            deleted = delete_matching(client, index, {"bool": {"should": should, "minimum_should_match": 1}})
+        except NotFoundError:
+            raise EsragError(f"index {settings.index!r} does not exist") from None
+        client.indices.refresh(index=index)
+        return deleted
+    finally:
+        if own_client:
+            client.close()

@@ -1,0 +1,152 @@
+"""Chunk boundaries, offsets, overlap and heading paths, with a whitespace tokenizer."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from ingest.chunking import chunk_document, context_line, sections, split_spans
+from ingest.documents import Document, Heading, chunk_id
+from ingest.loaders import markdown_headings
+
+
+class WordCounter:
+    """One token per whitespace-separated word (a stand-in for a real tokenizer)."""
+
+    def count(self, texts):
+        return [len(t.split()) for t in texts]
+
+    def offsets(self, text):
+        return [m.span() for m in re.finditer(r"\S+", text)]
+
+
+def doc(text, headings=(), title=""):
+    return Document(
+        doc_id="d", source="/x", title=title, content_type="text/plain", text=text, headings=list(headings)
+    )
+
+
+def chunks_of(d, max_tokens=10, overlap=0, model_max=512):
+    return chunk_document(
+        d, WordCounter(), max_tokens=max_tokens, overlap=overlap, model_max_tokens=model_max
+    )
+
+
+def test_offsets_are_exact_and_spans_trimmed():
+    text = "  Alpha beta gamma.\n\n\nDelta epsilon.   \n\n  Zeta eta theta iota.  "
+    out = chunks_of(doc(text), max_tokens=4)
+    assert [c.text for c in out] == ["Alpha beta gamma.", "Delta epsilon.", "Zeta eta theta iota."]
+    for c in out:
+        assert text[c.start : c.end] == c.text
+    assert [c.chunk_no for c in out] == [0, 1, 2]
+
+
+def test_paragraphs_are_packed_up_to_the_budget():
+    text = "one two three\n\nfour five\n\nsix seven eight nine\n\nten"
+    out = chunks_of(doc(text), max_tokens=6)
+    assert [c.text for c in out] == ["one two three\n\nfour five", "six seven eight nine\n\nten"]
+    assert [c.tokens for c in out] == [5, 5]
+
+
+def test_long_paragraph_splits_at_sentences_then_words_never_inside_a_word():
+    text = "Aa bb cc. Dd ee ff gg. " + " ".join(f"w{i}" for i in range(12)) + "."
+    out = chunks_of(doc(text), max_tokens=5)
+    assert [c.text for c in out] == [
+        "Aa bb cc.",
+        "Dd ee ff gg.",
+        "w0 w1 w2 w3 w4",
+        "w5 w6 w7 w8 w9",
+        "w10 w11.",
+    ]
+    words = set(text.split())
+    for c in out:
+        assert set(c.text.split()) <= words  # whole words only
+        assert c.tokens <= 5
+
+
+def test_overlap_repeats_trailing_sentences():
+    text = "S1 a. S2 b. S3 c. S4 d. S5 e."
+    out = chunks_of(doc(text), max_tokens=6, overlap=2)
+    assert [c.text for c in out] == ["S1 a. S2 b. S3 c.", "S3 c. S4 d. S5 e."]
+    assert out[1].start == text.index("S3")
+
+
+def test_overlap_never_stalls():
+    text = " ".join(f"x{i}." for i in range(40))
+    out = chunks_of(doc(text), max_tokens=5, overlap=4)
+    starts = [c.start for c in out]
+    assert starts == sorted(set(starts))
+    assert out[-1].text.endswith("x39.")
+
+
+def test_headings_split_sections_and_give_the_path():
+    text = (
+        "# Guide\n\nIntro text.\n\n## Install\n\nRun the installer.\n\n### Linux\n\nUse apt.\n\n"
+        "## Use\n\nCall it."
+    )
+    d = doc(text, markdown_headings(text), title="Guide")
+    out = chunks_of(d, max_tokens=50)
+    assert [(c.text, c.headings) for c in out] == [
+        ("Intro text.", ("Guide",)),
+        ("Run the installer.", ("Guide", "Install")),
+        ("Use apt.", ("Guide", "Install", "Linux")),
+        ("Call it.", ("Guide", "Use")),
+    ]
+    assert out[2].context == "Guide > Install > Linux"
+    assert out[2].embed_input() == "Guide > Install > Linux\nUse apt."
+
+
+def test_markdown_headings_ignore_fenced_code():
+    text = "# Top\n\n```\n# not a heading\n```\n\n## Real\n"
+    assert [(h.level, h.text) for h in markdown_headings(text)] == [(1, "Top"), (2, "Real")]
+
+
+def test_sections_before_first_heading_and_nesting():
+    text = "pre\n\nH1\n\nbody one\n\nH2\n\nbody two"
+    heads = [Heading(5, 7, 1, "H1"), Heading(19, 21, 2, "H2")]
+    assert sections(doc(text, heads)) == [(0, 5, ()), (7, 19, ("H1",)), (21, len(text), ("H1", "H2"))]
+
+
+def test_model_limit_caps_the_budget():
+    text = " ".join(f"w{i}" for i in range(30))
+    out = chunks_of(doc(text), max_tokens=100, model_max=12)
+    assert max(c.tokens for c in out) == 10  # 12 minus the two special tokens
+    assert len(out) == 3
+
+
+def test_context_line_does_not_repeat_the_title():
+    assert context_line("Guide", ("Guide", "Install")) == "Guide > Install"
+    assert context_line("", ("A", "B")) == "A > B"
+
+
+def test_split_spans_trims_whitespace():
+    assert split_spans("  a  \n\n b ", 0, 10, re.compile(r"\n\n")) == [(2, 3), (8, 9)]
+
+
+def test_chunk_ids_are_deterministic_and_bounded():
+    assert chunk_id("doc1", 3, "abcdef0123456789") == "doc1:3:abcdef012345"
+    long_id = chunk_id("x" * 600, 0, "f" * 64)
+    assert len(long_id) < 512 and long_id == chunk_id("x" * 600, 0, "f" * 64)
+
+
+@pytest.fixture(scope="module")
+def real_counter():
+    from transformers import AutoTokenizer
+
+    from esrag.embedder import resolve_model_path
+    from ingest.chunking import HFTokenCounter
+
+    return HFTokenCounter(AutoTokenizer.from_pretrained(str(resolve_model_path("all-MiniLM-L6-v2", None))))
+
+
+def test_real_tokenizer_chunks_fit_and_match_offsets(real_counter):
+    paragraph = " ".join(["Elasticsearch stores quantised vectors in an HNSW graph."] * 12)
+    text = "\n\n".join([paragraph, "Short closing paragraph.", "x" * 3000 + " tail words here"])
+    d = doc(text)
+    out = chunk_document(d, real_counter, max_tokens=40, overlap=8, model_max_tokens=256)
+    for c in out:
+        assert text[c.start : c.end] == c.text
+        assert real_counter.count([c.text]) == [c.tokens]
+        assert c.tokens <= 40
+    assert out[-1].text.endswith("tail words here")
