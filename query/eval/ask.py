@@ -12,12 +12,11 @@ from esrag.settings import Settings
 def answer_fn(settings: Settings, *, embedder: Any = None) -> Callable[[str], Mapping[str, Any]]:
     """``question -> {"answer", "citations": [{"doc_id", ...}]}`` using `esrag ask`'s function."""
     try:
-        from query.generate import answer  # type: ignore[attr-defined]
+        from query.generation import ask
     except ImportError:
-        raise EsragError("answer quality needs `esrag ask` (query.generate.answer), not installed") from None
+        raise EsragError("answer quality needs `esrag ask` (query.generation.ask), not installed") from None
 
     def run(question: str) -> Mapping[str, Any]:
-        result = answer(settings, question, embedder=embedder)
-        return result if isinstance(result, Mapping) else result.to_dict()
+        return ask(settings, question, embedder=embedder).to_dict()
 
     return run
