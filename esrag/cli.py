@@ -12,9 +12,11 @@ from importlib.metadata import entry_points
 from typing import Annotated, Any
 
 import typer
+from elasticsearch import TransportError
+from redis.exceptions import RedisError
 
 from esrag import localnode, localredis
-from esrag.errors import EsragError
+from esrag.errors import EsragError, ServiceUnavailable
 from esrag.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -109,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     except EsragError as exc:
         echo_err(f"error: {exc}")
         return exc.exit_code
+    except (TransportError, RedisError) as exc:  # a service went away mid-command
+        service = "Redis" if isinstance(exc, RedisError) else "Elasticsearch"
+        echo_err(f"error: {service} became unavailable ({type(exc).__name__}); nothing stored was lost, "
+                 "run the command again")
+        return ServiceUnavailable.exit_code
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:

@@ -10,6 +10,8 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
+from esrag.errors import ServiceUnavailable
+
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
@@ -94,6 +96,11 @@ class BulkWriter:
                     self._backoff(attempt)
                     attempt += 1
                     continue
+                if status in RETRY_STATUS:  # the cluster, not the documents: nothing is failed
+                    raise ServiceUnavailable(
+                        f"Elasticsearch answered HTTP {status} to {attempt + 1} bulk requests in a row; "
+                        "nothing was lost, run again to continue"
+                    ) from None
                 for i in pending:
                     results[i] = Outcome(batch[i][2], batch[i][1], False, status, f"bulk request failed: "
                                          f"HTTP {status} {_reason(exc.body if exc.body else exc)}")
@@ -103,10 +110,10 @@ class BulkWriter:
                     self._backoff(attempt)
                     attempt += 1
                     continue
-                for i in pending:
-                    results[i] = Outcome(batch[i][2], batch[i][1], False, 0,
-                                         f"Elasticsearch unreachable: {type(exc).__name__}")
-                break
+                raise ServiceUnavailable(
+                    f"Elasticsearch unreachable ({type(exc).__name__}) after {attempt + 1} bulk attempts; "
+                    "nothing was lost, run again to continue"
+                ) from None
             retry = []
             for i, item in zip(pending, resp["items"], strict=True):
                 (op, info), = item.items()
