@@ -58,7 +58,7 @@
       return `<div class="chart"><svg viewBox="0 0 300 86"><text x="150" y="46" text-anchor="middle" ` +
         `font-size="11" fill="#9aa3b2">no throughput samples yet</text></svg></div>`;
     }
-    const W = 300, H = 70, top = 4;
+    const W = 300, H = 70, top = 16;
     const max = Math.max(...series.map((p) => p[1]), 0.01);
     const span = series[series.length - 1][0];
     const step = W / series.length;

@@ -18,9 +18,12 @@ from pathlib import Path
 
 import pytest
 import redis
-from dashboard_server import dashboard_app, serve
+from dashboard_server import serve
 
+from esrag.es import make_client
+from esrag.index import alias_target
 from esrag.settings import Settings
+from query.api import create_app
 from workers.jobstore import FINAL_STATES, JobStore
 from workers.submit import submit_files
 
@@ -67,6 +70,16 @@ def _wait_final(store: JobStore, job_id: str, timeout: float) -> None:
         time.sleep(0.5)
 
 
+def _search(base: str, queries: list[str]) -> None:
+    import httpx
+
+    for mode in ("bm25", "dense", "hybrid"):
+        for q in queries:
+            r = httpx.post(f"{base}/v1/search", json={"query": q, "mode": mode}, headers={"X-API-Key": KEY},
+                           timeout=120)
+            assert r.status_code == 200, r.text
+
+
 def _files(folder: Path, n_good: int, paragraphs: int) -> list[Path]:
     folder.mkdir()
     files = []
@@ -90,13 +103,13 @@ def test_dashboard_follows_a_job_retry_and_cancel(worker_env, jobs: list[str], t
     n = n_good + 1
     store = JobStore.from_url(s.redis_url)
     if screenshot_to:  # warm the worker's model first so the chart shows steady throughput
-        warm = submit_files(files[:1], s)
+        warm = submit_files(files[:1], s.model_copy(update={"index": f"{s.index}-warm"}))
         _wait_final(store, warm, 300)
         store.delete(warm)
     job_id = submit_files(files, s)
     jobs.append(job_id)
     expect = pw.expect
-    with serve(dashboard_app(s)) as base, pw.sync_playwright() as p:
+    with serve(create_app(s)) as base, pw.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             page = browser.new_page(viewport={"width": 1360, "height": 1000})
@@ -125,7 +138,8 @@ def test_dashboard_follows_a_job_retry_and_cancel(worker_env, jobs: list[str], t
             # the worker, its queue and the index with one vector per chunk
             expect(page.locator("tr[data-worker]").filter(has_text=s.queue)).to_have_count(1)
             expect(page.locator(f'tr[data-queue="{s.queue}"] [data-k="ready"]')).to_have_text("0")
-            row = page.locator(f"tr[data-index^='{s.index}-']")
+            concrete = alias_target(make_client(s), s.index)
+            row = page.locator(f"tr[data-index='{concrete}']")
             chunks = f"{job.counters['chunks']:,}"
             expect(row.locator('[data-k="vectors"]')).to_have_text(chunks, timeout=20_000)
             expect(row.locator('[data-k="docs"]')).to_have_text(chunks)
@@ -142,6 +156,12 @@ def test_dashboard_follows_a_job_retry_and_cancel(worker_env, jobs: list[str], t
             expect(k("failures")).to_contain_text("broken.pdf")
             expect(k("chunks")).to_have_text(f"{job.counters['chunks']:,}")
             expect(card.locator('button[data-action="cancel"]')).to_be_disabled()
+            if screenshot_to:  # real traffic for the Queries panel of the docs screenshot
+                from esrag.embedder import get_embedder
+
+                get_embedder(s)  # loaded once here, so the first dense query is not timed with it
+                _search(base, ["ocean river", "glacier canyon", "volcano island", "meadow"])
+                expect(page.locator("tr[data-mode='search:hybrid']")).to_have_count(1, timeout=10_000)
             expect(page.locator("#toast")).to_be_hidden(timeout=10_000)
             page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
             if screenshot_to:
