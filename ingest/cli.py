@@ -66,8 +66,10 @@ def register(app: typer.Typer) -> None:
         paths: Annotated[list[str], typer.Argument(help="files, folders (recursive) or glob patterns")],
         index: Annotated[str | None, typer.Option(help="index alias (default ESRAG_INDEX)")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+        local: Annotated[bool, typer.Option("--local", help="ingest in this process (always here)")] = True,
     ) -> None:
         """Parse, chunk, embed and index documents; unchanged ones are skipped."""
+        del local  # the job-aware command of workers/ replaces this one and honours it
         settings = load_settings(index=index)
         summary = run_ingest(paths, settings, show_progress=sys.stdout.isatty())
         if as_json:

@@ -168,9 +168,8 @@ def test_every_loader_indexes_exact_fields(es: Elasticsearch, settings: Settings
     # metadata is filterable, the stemmed field matches stemmed queries
     hits = es.search(index=settings.index, query={"term": {"meta.lang": "af"}})["hits"]["hits"]
     assert [h["_source"]["doc_id"] for h in hits] == ["q2"]
-    hits = es.search(index=settings.index, query={"match": {"text_stemmed": stem_text("boiling", "english")}})["hits"][
-        "hits"
-    ]
+    stemmed = {"match": {"text_stemmed": stem_text("boiling", "english")}}
+    hits = es.search(index=settings.index, query=stemmed)["hits"]["hits"]
     assert [h["_source"]["doc_id"] for h in hits] == [path_doc_id(root / "notes.txt")]
 
 
@@ -260,7 +259,7 @@ def test_bad_inputs_are_reported_one_line_each(
     root.mkdir()
     good = root / "good.txt"
     good.write_text("Good text survives.")
-    assert main(["ingest", str(good), "--index", settings.index, "--json"]) == 0
+    assert main(["ingest", str(good), "--index", settings.index, "--json", "--local"]) == 0
     capsys.readouterr()
     (root / "corrupt.pdf").write_bytes(b"%PDF-1.4\nthis is not really a pdf\n")
     write_pdf(root / "locked.pdf", [["secret"]], password="pw")
@@ -273,7 +272,7 @@ def test_bad_inputs_are_reported_one_line_each(
         '{"id": "r1", "text": "Row one."}\nnot json\n{"id": "r3"}\n{"text": "x"}\n'
     )
     monkeypatch.setenv("ESRAG_MAX_FILE_BYTES", "2000")
-    rc = main(["ingest", str(root), str(root / "image.png"), "--index", settings.index, "--json"])
+    rc = main(["ingest", str(root), str(root / "image.png"), "--index", settings.index, "--json", "--local"])
     out = json.loads(capsys.readouterr().out)
     assert rc == 1
     assert sorted(out["failed"], key=lambda f: f["source"]) == [
@@ -305,12 +304,12 @@ def test_bad_inputs_are_reported_one_line_each(
 def test_human_summary_and_missing_paths(settings: Settings, tmp_path: Path, capsys) -> None:
     f = tmp_path / "a.txt"
     f.write_text("Hello there.")
-    assert main(["ingest", str(f), "--index", settings.index]) == 0
+    assert main(["ingest", str(f), "--index", settings.index, "--local"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("1 chunks indexed from 1 documents into ")
-    assert main(["ingest", str(tmp_path / "nope.txt"), "--index", settings.index]) == 1
+    assert main(["ingest", str(tmp_path / "nope.txt"), "--index", settings.index, "--local"]) == 1
     assert capsys.readouterr().err == f"error: {tmp_path / 'nope.txt'}: no such file or directory\n"
-    assert main(["ingest", str(tmp_path / "*.pdf"), "--index", settings.index]) == 1
+    assert main(["ingest", str(tmp_path / "*.pdf"), "--index", settings.index, "--local"]) == 1
     assert capsys.readouterr().err == f"error: {tmp_path / '*.pdf'}: no files match this pattern\n"
 
 
@@ -321,7 +320,7 @@ def test_model_mismatch_is_refused(es: Elasticsearch, settings: Settings, tmp_pa
     )
     f = tmp_path / "a.txt"
     f.write_text("Hello there.")
-    rc = main(["ingest", str(f), "--index", settings.index, "--json"])
+    rc = main(["ingest", str(f), "--index", settings.index, "--json", "--local"])
     assert rc == 4
     captured = capsys.readouterr()
     assert captured.out == ""
