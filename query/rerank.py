@@ -47,7 +47,8 @@ class CrossEncoderReranker:
         self.batch_size = batch_size
         self.model = CrossEncoder(str(path), device=device, local_files_only=True)
         limit = getattr(self.model.tokenizer, "model_max_length", MAX_LENGTH) or MAX_LENGTH
-        self.model.max_length = min(int(limit), MAX_LENGTH)
+        attr = "max_seq_length" if hasattr(type(self.model), "max_seq_length") else "max_length"
+        setattr(self.model, attr, min(int(limit), MAX_LENGTH))
         self._lock = threading.Lock()
 
     def scores(self, query: str, texts: list[str]) -> list[float]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from elasticsearch import Elasticsearch
@@ -10,7 +13,7 @@ from elasticsearch.helpers import bulk
 
 from esrag.embedder import get_embedder
 from esrag.index import ensure_index, wait_for_count
-from esrag.settings import Settings
+from esrag.settings import Settings, load_settings
 from esrag.stemming import stem_text
 
 # (doc_id, source, content_type, meta, [chunk texts])
@@ -62,6 +65,18 @@ def chunk_docs() -> list[dict[str, Any]]:
             })
             offset += len(text) + 2
     return out
+
+
+@contextmanager
+def corpus_alias(es: Elasticsearch) -> Iterator[Settings]:
+    """Settings with a fresh alias holding the corpus, shared by a module; indices deleted after."""
+    settings = load_settings(index=f"test-q-{uuid.uuid4().hex[:10]}")
+    try:
+        index_corpus(es, settings)
+        yield settings
+    finally:
+        for name in es.indices.get(index=f"{settings.index}*", expand_wildcards="all", allow_no_indices=True):
+            es.indices.delete(index=name, ignore_unavailable=True)
 
 
 def index_corpus(es: Elasticsearch, settings: Settings) -> str:

@@ -1,0 +1,130 @@
+"""Retrieval against the real Elasticsearch: modes, fusion, filters, model check, rerank."""
+
+from __future__ import annotations
+
+import pytest
+from query_corpus import N_CHUNKS, corpus_alias
+
+from esrag.embedder import ModelInfo, get_embedder, resolve_model_path
+from esrag.errors import ModelMismatch
+from esrag.index import ensure_index
+from query.filters import FilterError
+from query.retrieval import IndexMissing, search
+
+Q = "how do I read a file line by line"
+ALL_CHUNKS = {"python-files#0", "python-files#1", "postgres-vacuum#0", "rust-ownership#0",
+              "secret-notes#0", "secret-notes#1", "bread#0"}
+
+
+@pytest.fixture(scope="module")
+def corpus(es):
+    with corpus_alias(es) as settings:
+        yield settings
+
+
+def ids(hits):
+    return [h.chunk_id for h in hits]
+
+
+def test_bm25_mode(corpus):
+    hits = search(corpus, Q, mode="bm25", k=3)
+    assert ids(hits) == ["python-files#0", "secret-notes#0", "secret-notes#1"]
+    h = hits[0]
+    assert (h.doc_id, h.source, h.title, h.start, h.end, h.chunk_no) == (
+        "python-files", "docs/python/files.md", "Python Files", 0, 106, 0)
+    assert h.meta == {"lang": "en", "team": "python"} and h.headings == ["Python"]
+
+
+def test_bm25_uses_stemmed_field(corpus):
+    # "reclaiming" only matches "reclaims" through the stemmed field.
+    assert ids(search(corpus, "reclaiming", mode="bm25", k=5)) == ["postgres-vacuum#0"]
+
+
+def test_dense_mode(corpus):
+    hits = search(corpus, "the crust of a loaf in the oven", mode="dense", k=2)
+    assert ids(hits)[0] == "bread#0"
+    assert 0.5 < hits[0].score <= 1.0
+
+
+def test_hybrid_rrf_scores(corpus):
+    hits = search(corpus, Q, mode="hybrid", k=3)
+    assert ids(hits) == ["python-files#0", "secret-notes#0", "secret-notes#1"]
+    assert hits[0].score == pytest.approx(2 / 61)  # first in both legs
+
+
+def test_hybrid_weighted(corpus):
+    settings = corpus.model_copy(update={"fusion": "weighted", "hybrid_weight_dense": 0.5})
+    hits = search(settings, Q, mode="hybrid", k=7)
+    assert ids(hits)[0] == "python-files#0"
+    assert hits[0].score == pytest.approx(1.0)  # top of both normalized lists
+    assert set(ids(hits)) == ALL_CHUNKS
+
+
+@pytest.mark.parametrize("mode", ["bm25", "dense", "hybrid"])
+def test_filtered_document_never_leaks(corpus, mode):
+    for filters in ({"meta.team": "python"}, {"doc_id": "python-files"}, {"source": "docs/python/files.md"}):
+        hits = search(corpus, "reading files line by line in Python", mode=mode, k=50, filters=filters)
+        assert sorted(ids(hits)) == ["python-files#0", "python-files#1"]
+    hits = search(corpus, "reading files", mode=mode, k=50,
+                  filters={"content_type": "text/markdown", "meta.team": "secret"})
+    assert sorted(ids(hits)) == ["secret-notes#0", "secret-notes#1"]
+    assert search(corpus, "reading files", mode=mode, k=50, filters={"doc_id": "nope"}) == []
+
+
+def test_k_larger_than_corpus(corpus):
+    for mode in ("bm25", "dense", "hybrid"):
+        hits = search(corpus, "the", mode=mode, k=100)
+        assert len(hits) <= N_CHUNKS
+
+
+def test_bad_filter_and_mode(corpus):
+    with pytest.raises(FilterError):
+        search(corpus, Q, filters={"text": "x"})
+    with pytest.raises(Exception, match="unknown mode 'sparse'"):
+        search(corpus, Q, mode="sparse")
+
+
+def test_model_mismatch_refused(es, settings):
+    ensure_index(es, settings, ModelInfo(name="other-model", dims=384))
+    with pytest.raises(ModelMismatch) as err:
+        search(settings, Q, mode="dense")
+    assert str(err.value).startswith("index " + settings.index + "-other-model-v1 was built with model "
+                                     "other-model (384d) but ESRAG_EMBED_MODEL is all-MiniLM-L6-v2 (384d)")
+
+
+def test_missing_index(settings):
+    with pytest.raises(IndexMissing, match="does not exist; ingest documents first"):
+        search(settings, Q)
+
+
+def test_rerank_with_cross_encoder(corpus, tmp_path):
+    import torch
+    from sentence_transformers import CrossEncoder
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    src = resolve_model_path("all-MiniLM-L6-v2", None)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(str(src), num_labels=1)
+    model.save_pretrained(tmp_path / "ce")
+    AutoTokenizer.from_pretrained(str(src)).save_pretrained(tmp_path / "ce")
+    settings = corpus.model_copy(update={"rerank_model": str(tmp_path / "ce"), "rerank_depth": 7})
+
+    from query.rerank import get_reranker
+
+    assert get_reranker(settings).scorer.kind == "cross-encoder"
+    hits = search(settings, Q, mode="hybrid", k=7, rerank=True)
+    assert set(ids(hits)) == ALL_CHUNKS
+    expected = CrossEncoder(str(tmp_path / "ce")).predict([(Q, h.text) for h in hits])
+    assert [h.score for h in hits] == pytest.approx([float(x) for x in expected], abs=1e-5)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_rerank_default_mpnet(corpus):
+    hits = search(corpus, Q, mode="bm25", k=3, rerank=True)
+    from query.rerank import get_reranker
+
+    reranker = get_reranker(corpus)
+    assert (reranker.name, reranker.scorer.kind) == ("all-mpnet-base-v2", "bi-encoder")
+    assert ids(hits)[0] == "python-files#0"
+    assert hits[0].score == pytest.approx(reranker.scorer.scores(Q, [hits[0].text])[0], abs=1e-5)
+    assert get_embedder(corpus).name == "all-MiniLM-L6-v2"

@@ -1,0 +1,71 @@
+import pytest
+
+from query.citations import NOT_FOUND, CitationParser, ReasoningFilter, build_messages
+from query.filters import FilterError, filter_clauses, parse_filters
+from query.retrieval import Hit
+
+
+def hits(n):
+    return [Hit(chunk_id=f"c{i}", doc_id=f"d{i}", source=f"s{i}", title="", text=f"text {i}", score=1.0,
+                start=10 * i, end=10 * i + 5, chunk_no=i) for i in range(1, n + 1)]
+
+
+def run(parser, pieces):
+    out = "".join(parser.feed(p) for p in pieces)
+    return out + parser.close()
+
+
+def test_citation_split_across_tokens_is_kept():
+    parser = CitationParser(hits(12))
+    emitted = [parser.feed("Paris is the capital [1"), parser.feed("2]."), parser.close()]
+    assert emitted == ["Paris is the capital", " [12].", ""]
+    assert parser.used == [12] and parser.removed == 0
+    c = parser.citations()[0]
+    assert (c.n, c.doc_id, c.chunk_id, c.source, c.start, c.end) == (12, "d12", "c12", "s12", 120, 125)
+
+
+def test_unknown_numbers_removed_and_counted():
+    parser = CitationParser(hits(2))
+    assert run(parser, ["A [1", "]", " B [", "7]. C [2, 9]", " D [0]."]) == "A [1] B. C [2] D."
+    assert parser.used == [1, 2]
+    assert parser.removed == 3
+
+
+def test_character_by_character_stream_matches_whole():
+    text = "X [2][1] and [3]. Y [1,2]."
+    whole = run(CitationParser(hits(2)), [text])
+    parser = CitationParser(hits(2))
+    assert run(parser, list(text)) == whole == "X [2][1] and. Y [1][2]."
+    assert parser.used == [2, 1] and parser.removed == 1
+
+
+def test_brackets_that_are_not_citations_pass_through():
+    assert run(CitationParser(hits(1)), ["list[str", "] and [a]"]) == "list[str] and [a]"
+
+
+def test_reasoning_hidden_from_stream():
+    f = ReasoningFilter()
+    pieces = ["<reas", "oning>think ", "hard</reason", "ing>\nThe answer [1]."]
+    assert "".join(f.feed(p) for p in pieces) + f.close() == "The answer [1]."
+    assert f.reasoning == "think hard"
+    g = ReasoningFilter()
+    assert "".join(g.feed(p) for p in ["No ", "reasoning"]) + g.close() == "No reasoning"
+
+
+def test_prompt_numbers_passages_and_asks_for_citations():
+    msgs = build_messages("Why?", hits(2), reasoning=True)
+    assert msgs[0]["role"] == "system" and NOT_FOUND in msgs[0]["content"]
+    assert "<reasoning>" in msgs[0]["content"]
+    assert msgs[1]["content"].startswith("Passages:\n[1] (s1) text 1\n[2] (s2) text 2\n\nQuestion: Why?")
+
+
+def test_filters_parse_and_validate():
+    assert parse_filters(["doc_id=a", "meta.team=db=x"]) == {"doc_id": "a", "meta.team": "db=x"}
+    assert filter_clauses({"source": "s", "doc_id": "d"}) == [{"term": {"doc_id": "d"}},
+                                                              {"term": {"source": "s"}}]
+    with pytest.raises(FilterError, match="cannot filter on 'text'"):
+        parse_filters(["text=x"])
+    with pytest.raises(FilterError, match="is not key=value"):
+        parse_filters(["doc_id"])
+    with pytest.raises(FilterError, match="given more than once"):
+        parse_filters(["doc_id=a", "doc_id=b"])

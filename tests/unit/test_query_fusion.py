@@ -1,0 +1,32 @@
+from query.fusion import min_max, rrf, weighted
+
+
+def test_rrf_exact_scores_and_order():
+    fused = rrf([["a", "b", "c"], ["b", "d"]], k=60)
+    assert [d for d, _ in fused] == ["b", "a", "d", "c"]
+    scores = dict(fused)
+    assert scores["b"] == 1 / 62 + 1 / 61
+    assert scores["a"] == 1 / 61
+    assert scores["d"] == 1 / 62
+    assert scores["c"] == 1 / 63
+
+
+def test_rrf_ties_keep_first_seen_order():
+    assert rrf([["x"], ["y"]], k=1) == [("x", 0.5), ("y", 0.5)]
+
+
+def test_min_max_and_constant_list():
+    assert min_max([("a", 10.0), ("b", 5.0), ("c", 0.0)]) == {"a": 1.0, "b": 0.5, "c": 0.0}
+    assert min_max([("a", 3.0), ("b", 3.0)]) == {"a": 1.0, "b": 1.0}
+    assert min_max([]) == {}
+
+
+def test_weighted_exact_values():
+    sparse = [("a", 10.0), ("b", 6.0), ("c", 2.0)]
+    dense = [("c", 0.9), ("d", 0.7), ("a", 0.5)]
+    fused = dict(weighted(sparse, dense, weight_dense=0.25))
+    assert fused["a"] == 0.75 * 1.0 + 0.25 * 0.0
+    assert fused["b"] == 0.75 * 0.5
+    assert fused["c"] == 0.75 * 0.0 + 0.25 * 1.0
+    assert abs(fused["d"] - 0.25 * 0.5) < 1e-12
+    assert [d for d, _ in weighted(sparse, dense, weight_dense=0.25)] == ["a", "b", "c", "d"]
