@@ -24,9 +24,9 @@ def make_client(settings: Settings, *, timeout: float | None = None) -> Elastics
         kwargs["basic_auth"] = (settings.es_username, settings.es_password.get_secret_value())
     if settings.es_ca_certs is not None:
         kwargs["ca_certs"] = str(settings.es_ca_certs)
-    if settings.es_url.startswith("https"):
+    if settings.es_urls[0].startswith("https"):
         kwargs["verify_certs"] = settings.es_verify_certs
-    return Elasticsearch(settings.es_url, **kwargs)
+    return Elasticsearch(settings.es_urls, **kwargs)
 
 
 def cluster_health(client: Elasticsearch, settings: Settings) -> dict[str, Any]:

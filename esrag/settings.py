@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from esrag.errors import ConfigError
@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     queue: str = Field("ingest", pattern=r"^[A-Za-z0-9_.\-]+$")
     task_max_files: int = Field(16, ge=1)
     task_max_bytes: int = Field(32 * 1024 * 1024, ge=1)
-    task_max_retries: int = Field(8, ge=0)
+    task_max_retries: int = Field(12, ge=0)
     task_retry_backoff_max: float = Field(60.0, gt=0)
     task_visibility_timeout: int = Field(3600, ge=5)
     worker_concurrency: int = Field(1, ge=1)
@@ -117,16 +117,23 @@ class Settings(BaseSettings):
 
     @field_validator("es_url", "redis_url")
     @classmethod
-    def _has_scheme(cls, value: str) -> str:
-        parsed = urlparse(value)
-        if not parsed.scheme or not parsed.hostname:
-            raise ValueError(f"not a URL: {value!r}")
-        return value.rstrip("/")
+    def _has_scheme(cls, value: str, info: ValidationInfo) -> str:
+        urls = [u.strip().rstrip("/") for u in value.split(",")] if info.field_name == "es_url" else [value]
+        for url in urls:
+            parsed = urlparse(url)
+            if not parsed.scheme or not parsed.hostname:
+                raise ValueError(f"not a URL: {url!r}")
+        return ",".join(urls)
+
+    @cached_property
+    def es_urls(self) -> list[str]:
+        """The Elasticsearch node URLs (ESRAG_ES_URL may list several, comma-separated)."""
+        return self.es_url.split(",")
 
     @cached_property
     def es_port(self) -> int:
-        """Port of the first local node, taken from es_url."""
-        return urlparse(self.es_url).port or 9200
+        """Port of the first local node, taken from the first es_url."""
+        return urlparse(self.es_urls[0]).port or 9200
 
     @cached_property
     def redis_port(self) -> int:
