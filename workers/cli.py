@@ -134,8 +134,75 @@ def wait_for_job(store: JobStore, job_id: str, *, show_progress: bool, timeout: 
             bar.stop()
 
 
+def workers_online(settings: Settings, timeout: float = 1.0) -> bool:
+    """True when some worker consumes ``settings.queue``."""
+    from celery import Celery
+
+    probe = Celery(broker=settings.redis_url)
+    try:
+        probe.conf.broker_connection_retry_on_startup = False
+        probe.conf.broker_connection_max_retries = 0
+        active = probe.control.inspect(timeout=timeout).active_queues() or {}
+    except Exception:  # Redis down or no answer: no workers to hand the job to
+        return False
+    finally:
+        probe.close()
+    return any(q.get("name") == settings.queue for queues in active.values() for q in queues)
+
+
+def job_summary(j: Job) -> dict[str, object]:
+    """A finished job in the shape of the in-process ingest summary."""
+    d = j.to_dict()
+    keys = ("documents", "chunks", "indexed", "skipped_unchanged", "deleted", "embedded")
+    return {"job": j.id, **{k: d[k] for k in keys}, "failed": d["failed"], "index": j.index,
+            "status": j.status, "seconds": round((j.finished or time.time()) - j.created, 3)}
+
+
+def ingest(
+    paths: Annotated[list[str], typer.Argument(help="files, folders (recursive) or glob patterns")],
+    index: Annotated[str | None, typer.Option(help="index alias (default ESRAG_INDEX)")] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the job to its end")] = True,
+    local: Annotated[bool, typer.Option("--local", help="ingest in this process, not on workers")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Parse, chunk, embed and index documents (on workers when one is online)."""
+    from ingest.cli import print_summary, run_ingest
+    from ingest.sources import expand_paths
+    from workers.submit import submit_files
+
+    settings = load_settings(index=index)
+    if local or (wait and not workers_online(settings)):
+        summary = run_ingest(paths, settings, show_progress=_is_tty() and not as_json)
+        if as_json:
+            typer.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
+        else:
+            print_summary(summary)
+        if summary.failed:
+            raise typer.Exit(1)
+        return
+    files = expand_paths(paths, settings)
+    job_id = submit_files(files, settings)
+    if not wait:
+        typer.echo(json.dumps({"job": job_id, "files": len(files)}) if as_json else job_id)
+        return
+    done = wait_for_job(JobStore.from_url(settings.redis_url, patient=True), job_id,
+                        show_progress=_is_tty() and not as_json)
+    summary = job_summary(done)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+    else:
+        typer.echo(f"job {done.id} {done.status}: {summary['indexed']} chunks indexed from "
+                   f"{summary['documents']} documents into {done.index} ({summary['skipped_unchanged']} "
+                   f"unchanged, {summary['deleted']} stale chunks deleted, {len(done.failures)} failed)")
+        for f in done.failures:
+            typer.echo(f"failed: {f['source']}: {f['error']}")
+    if done.failures or done.status == "canceled":
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
-    """Add the worker and job commands to ``app``."""
+    """Add the ingest, worker and job commands to ``app``."""
+    app.command("ingest")(ingest)
     app.command("worker")(worker)
     app.command("jobs")(jobs)
     app.command("job")(job)
