@@ -53,8 +53,10 @@ def create_app(settings: Settings, extra_routers: Sequence[APIRouter] = ()) -> F
     app.state.metrics = metrics
     app.middleware("http")(metrics.middleware)
 
+    from workers.api import make_jobs_router
+
     auth = [Depends(require_api_key)]
-    for router in [*PROTECTED_ROUTERS, *extra_routers]:
+    for router in [*PROTECTED_ROUTERS, make_jobs_router(settings), *extra_routers]:
         app.include_router(router, dependencies=auth)
     app.include_router(health_router)
     _add_dashboard(app, settings)

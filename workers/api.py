@@ -1,0 +1,94 @@
+"""HTTP routes for ingest jobs: POST /v1/ingest, GET /v1/jobs, GET /v1/jobs/{id}.
+
+Only files under ESRAG_ALLOWED_ROOTS can be submitted; paths are resolved (``..`` and
+symbolic links included) before the check, so nothing outside the roots can be named.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import redis
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, Field
+
+from esrag.errors import EsragError, ServiceUnavailable
+from esrag.settings import Settings
+from workers.jobstore import JobStore
+
+
+class IngestRequest(BaseModel):
+    """Sources to ingest: paths under the allowed roots (absolute, or relative to the first root)."""
+
+    paths: list[str] = Field(min_length=1, max_length=1000)
+    index: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_\-]*$", max_length=100)
+
+
+class IngestAccepted(BaseModel):
+    """A submitted job."""
+
+    job: str
+    files: int
+
+
+def resolve_allowed(raw: str, roots: list[Path]) -> Path:
+    """The real path of ``raw`` when it lies under one of ``roots``; EsragError otherwise."""
+    if not raw or "\x00" in raw or len(raw) > 4096:
+        raise EsragError("invalid path")
+    candidate = Path(raw) if os.path.isabs(raw) else roots[0] / raw
+    real = Path(os.path.realpath(candidate))
+    if not any(real == root or real.is_relative_to(root) for root in roots):
+        raise EsragError(f"path {raw!r} is outside the allowed roots")
+    if not real.exists():
+        raise EsragError(f"path {raw!r} does not exist")
+    return real
+
+
+def make_jobs_router(settings: Settings) -> APIRouter:
+    """The ingest-job routes for ``settings`` (authentication is added by the app)."""
+    router = APIRouter(tags=["jobs"])
+    roots = [Path(os.path.realpath(r)) for r in settings.allowed_roots]
+
+    def store() -> JobStore:
+        s = JobStore.from_url(settings.redis_url)
+        try:
+            s.r.ping()
+        except redis.RedisError:
+            raise ServiceUnavailable(f"Redis at {settings.redis_url} is unavailable") from None
+        return s
+
+    @router.post("/v1/ingest", status_code=202, response_model=IngestAccepted)
+    def submit(body: IngestRequest) -> IngestAccepted:
+        """Submit an ingest job for files or folders under the allowed roots."""
+        from ingest.sources import expand_paths
+        from workers.submit import submit_files
+
+        if not roots:
+            raise HTTPException(403, "ingest over HTTP is disabled: set ESRAG_ALLOWED_ROOTS")
+        resolved = [str(resolve_allowed(p, roots)) for p in body.paths]
+        job_settings = settings.model_copy(update={"index": body.index or settings.index})
+        files = expand_paths(resolved, job_settings)
+        outside = [f for f in files if not any(Path(os.path.realpath(f)).is_relative_to(r) for r in roots)]
+        if outside:  # a symbolic link inside a folder pointing out of the roots
+            raise EsragError(f"path {str(outside[0])!r} is outside the allowed roots")
+        job_id = submit_files(files, job_settings)
+        return IngestAccepted(job=job_id, files=len(files))
+
+    @router.get("/v1/jobs")
+    def list_jobs(limit: int = Query(20, ge=1, le=200)) -> list[dict[str, Any]]:
+        """The newest jobs first."""
+        return [j.to_dict() for j in store().list(limit)]
+
+    @router.get("/v1/jobs/{job_id}")
+    def get_job(job_id: str) -> dict[str, Any]:
+        """One job with its counters and failures."""
+        if len(job_id) > 64:
+            raise HTTPException(404, "no such job")
+        job = store().get(job_id)
+        if job is None:
+            raise HTTPException(404, f"no job {job_id}")
+        return job.to_dict()
+
+    return router
