@@ -249,12 +249,11 @@ def read_pid(node: NodeLayout) -> int | None:
     except (OSError, ValueError):
         return None
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
         return None
-    except PermissionError:
-        return pid
-    return pid
+    # after a reboot or a crash the pid may belong to another program by now
+    return pid if b"elasticsearch" in cmdline else None
 
 
 def _port_in_use(port: int) -> bool:
