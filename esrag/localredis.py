@@ -78,10 +78,10 @@ def read_pid(settings: Settings) -> int | None:
     """The pid of the Redis esrag started, or None."""
     try:
         pid = int(_pidfile(settings).read_text().strip())
-        os.kill(pid, 0)
-        return pid
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return None
+    return pid if b"redis-server" in cmdline else None  # a stale pid may be another program's
 
 
 def stop(settings: Settings) -> str:
