@@ -59,7 +59,10 @@ def print_summary(summary: IngestSummary) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add `ingest` and `delete` to ``app``."""
+    """Add `ingest`, `delete` and `reindex` to ``app``."""
+    from ingest.reindex import reindex_command
+
+    app.command("reindex")(reindex_command)
 
     @app.command()
     def ingest(

@@ -1,0 +1,209 @@
+"""`esrag reindex --model NEW`: rebuild the alias's index with another embedding model, no downtime.
+
+The alias keeps serving the old index while a new versioned index for the new model is
+filled from the old one's chunk documents: every field is copied as stored (chunk ids
+unchanged), only ``embedding`` and ``model`` are new; the vector is recomputed from the
+same input the ingest pipeline embeds (heading context line, then the chunk text). The
+scan is streamed in batches, so memory stays flat. When the count matches, one
+``update_aliases`` request moves the alias; the old index stays for rollback unless
+``--delete-old``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from elasticsearch import Elasticsearch
+from elasticsearch.helpers import scan
+
+from esrag.embedder import Embedder, get_embedder
+from esrag.errors import EsragError
+from esrag.es import make_client
+from esrag.index import VECTOR_FIELD, alias_target, create_index, index_meta, swap_alias
+from esrag.settings import Settings, load_settings
+from ingest.bulk import BulkWriter
+from ingest.chunking import context_line
+
+SCROLL_KEEPALIVE = "10m"  # one batch is embedded between two scroll pages
+
+
+@dataclass
+class ReindexSummary:
+    """What one reindex did."""
+
+    alias: str
+    old_index: str
+    new_index: str
+    old_model: str
+    old_dims: int
+    new_model: str
+    new_dims: int
+    chunks: int
+    seconds: float
+    old_deleted: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON summary of `esrag reindex --json`."""
+        out = asdict(self)
+        out["seconds"] = round(self.seconds, 3)
+        return out
+
+
+def embed_input(src: dict[str, Any]) -> str:
+    """What the ingest pipeline embedded for a stored chunk: its context line, then its text."""
+    ctx = context_line(src.get("title") or "", tuple(src.get("headings") or ()))
+    text = src.get("text") or ""
+    return f"{ctx}\n{text}" if ctx else text
+
+
+def _batches(client: Elasticsearch, index: str, size: int) -> Iterator[list[dict[str, Any]]]:
+    """The index's documents without their vectors, ``size`` at a time (scroll snapshot)."""
+    batch: list[dict[str, Any]] = []
+    body = {"query": {"match_all": {}}, "_source": {"excludes": [VECTOR_FIELD]}}
+    for hit in scan(client, index=index, query=body, size=size, scroll=SCROLL_KEEPALIVE):
+        batch.append(hit)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _count(client: Elasticsearch, index: str) -> int:
+    client.indices.refresh(index=index)
+    return int(client.count(index=index)["count"])
+
+
+def copy_reembedded(
+    client: Elasticsearch, settings: Settings, embedder: Embedder, old: str, new: str, *,
+    batch_size: int, progress: Callable[[int], None] | None = None,
+) -> int:
+    """Copy every chunk of ``old`` into ``new`` with vectors of ``embedder``; return how many."""
+    writer = BulkWriter(client, settings.bulk_max_bytes)
+    failed: list[str] = []
+    done = 0
+
+    def note(outcomes: list[Any]) -> None:
+        failed.extend(f"{o.key}: {o.error}" for o in outcomes if not o.ok)
+
+    for batch in _batches(client, old, batch_size):
+        vectors = embedder.encode([embed_input(h["_source"]) for h in batch])
+        for hit, vec in zip(batch, vectors, strict=True):
+            src = dict(hit["_source"])
+            src["model"] = embedder.info.name
+            src[VECTOR_FIELD] = vec.tolist()
+            note(writer.add("index", new, hit["_id"], src, hit["_id"]))
+        done += len(batch)
+        if progress is not None:
+            progress(done)
+    note(writer.flush())
+    if failed:
+        raise EsragError(f"{len(failed)} chunks could not be written to {new}, first: {failed[0]}")
+    return done
+
+
+def reindex(
+    settings: Settings, model: str, model_path: Path | None = None, *, delete_old: bool = False,
+    batch_size: int = 256, progress: Callable[[int, int], None] | None = None,
+) -> ReindexSummary:
+    """Rebuild ``settings.index`` with ``model`` into a new index and swap the alias to it.
+
+    Raises EsragError when the alias is missing, already uses ``model``, or received
+    writes while the copy ran (then nothing is swapped and the new index is removed).
+    """
+    started = time.monotonic()
+    client = make_client(settings)
+    alias = settings.index
+    old = alias_target(client, alias)
+    if old is None:
+        raise EsragError(f"index alias {alias!r} does not exist; nothing to reindex")
+    meta = index_meta(client, old)
+    if meta.get("model") == model:
+        raise EsragError(f"index {old} already uses model {model} ({meta.get('dims')}d); nothing to reindex")
+    target = settings.model_copy(update={
+        "embed_model": model, "embed_model_path": model_path,
+        "stem_language": meta.get("stem_language", settings.stem_language),  # text_stemmed is copied
+    })
+    embedder = get_embedder(target)
+    total = _count(client, old)
+    new = create_index(client, target, embedder.info)
+    try:
+        client.cluster.health(index=new, wait_for_status="yellow", timeout="30s")
+        client.indices.put_settings(index=new, settings={"index": {"refresh_interval": "-1"}})
+        tick = (lambda n: progress(n, total)) if progress is not None else None
+        copied = copy_reembedded(client, settings, embedder, old, new, batch_size=batch_size, progress=tick)
+        client.indices.put_settings(index=new, settings={"index": {"refresh_interval": None}})
+        now_old, now_new = _count(client, old), _count(client, new)
+        if now_old != total:
+            raise EsragError(
+                f"alias {alias!r} received writes during the reindex ({total} -> {now_old} chunks); "
+                "nothing swapped, stop ingest and run again"
+            )
+        if not copied == now_new == total:
+            raise EsragError(f"count mismatch: {total} chunks in {old}, {copied} copied, {now_new} in {new}; "
+                             "nothing swapped")
+    except BaseException:
+        client.indices.delete(index=new, ignore_unavailable=True)
+        raise
+    swap_alias(client, alias, new)
+    if delete_old:
+        client.indices.delete(index=old)
+    return ReindexSummary(
+        alias=alias, old_index=old, new_index=new, old_model=str(meta.get("model")),
+        old_dims=int(meta.get("dims") or 0), new_model=embedder.info.name, new_dims=embedder.info.dims,
+        chunks=now_new, seconds=time.monotonic() - started, old_deleted=delete_old,
+    )
+
+
+def print_summary(s: ReindexSummary, model_path: Path | None) -> None:
+    """The human-readable report, ending with what the user must change."""
+    typer.echo(
+        f"reindexed {s.chunks} chunks of {s.alias} from {s.old_index} ({s.old_model}, {s.old_dims}d) "
+        f"into {s.new_index} ({s.new_model}, {s.new_dims}d) in {s.seconds:.1f}s"
+    )
+    typer.echo(f"alias {s.alias} now points at {s.new_index}")
+    if s.old_deleted:
+        typer.echo(f"old index {s.old_index} deleted")
+    else:
+        typer.echo(f"old index {s.old_index} kept for rollback; delete it when no longer needed")
+    env = f"ESRAG_EMBED_MODEL={s.new_model}" + (f" ESRAG_EMBED_MODEL_PATH={model_path}" if model_path else "")
+    typer.echo(
+        f"set {env} for queries, the API and workers: with {s.old_model} they now fail with a model mismatch"
+    )
+
+
+def reindex_command(
+    model: Annotated[str, typer.Option("--model", help="the new embedding model's name")],
+    model_path: Annotated[Path | None, typer.Option(
+        "--model-path", help="local sentence-transformers folder (default: a packaged model)")] = None,
+    index: Annotated[str | None, typer.Option(help="index alias (default ESRAG_INDEX)")] = None,
+    delete_old: Annotated[bool, typer.Option("--delete-old", help="delete the old index after")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Re-embed every chunk with another model into a new index, then swap the alias (no downtime)."""
+    settings = load_settings(index=index)
+    if sys.stderr.isatty() and not as_json:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("chunks"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=Console(stderr=True)) as bar:
+            task = bar.add_task("reindex", total=None)
+            summary = reindex(settings, model, model_path, delete_old=delete_old,
+                              progress=lambda n, t: bar.update(task, completed=n, total=t))
+    else:
+        summary = reindex(settings, model, model_path, delete_old=delete_old)
+    if as_json:
+        out = summary.to_dict()
+        out["embed_model_env"] = {"ESRAG_EMBED_MODEL": summary.new_model,
+                                  **({"ESRAG_EMBED_MODEL_PATH": str(model_path)} if model_path else {})}
+        typer.echo(json.dumps(out, indent=2))
+    else:
+        print_summary(summary, model_path)
