@@ -67,6 +67,17 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)
     bulk_max_bytes: int = Field(8 * 1024 * 1024, ge=1024)
 
+    # Per-document budgets against hostile files (ingest/guards.py, ingest/sandbox.py)
+    parse_timeout: float = Field(120.0, ge=0)  # seconds per file in the parse sandbox; 0: parse in-process
+    parse_memory_mb: int = Field(2048, ge=0)  # address-space cap of the parse sandbox; 0: none
+    max_docx_uncompressed_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    max_zip_ratio: int = Field(200, ge=2)
+    max_zip_members: int = Field(10_000, ge=1)
+    max_pdf_pages: int = Field(5_000, ge=1)
+    max_pdf_stream_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    max_html_depth: int = Field(200, ge=8, le=250)  # libxml2 cuts deeper trees at 256 silently
+    max_text_chars: int = Field(50 * 1024 * 1024, ge=1)
+
     # Retrieval
     num_candidates: int = Field(100, ge=1, le=10000)
     fusion: Literal["rrf", "weighted"] = "rrf"
@@ -104,6 +115,9 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     api_keys: list[str] = Field(default_factory=list)
     allowed_roots: list[Path] = Field(default_factory=list)
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)  # larger request bodies get 413
+    rate_limit_per_minute: int = Field(0, ge=0)  # requests per API key (or client address); 0: off
+    rate_limit_burst: int | None = Field(None, ge=1)  # bucket size; default: rate_limit_per_minute
 
     # Local services (`esrag up`)
     state_dir: Path = Field(default_factory=_default_state_dir)

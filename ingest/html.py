@@ -10,6 +10,7 @@ anchors are dropped everywhere; ``<pre>`` keeps its line breaks.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import lxml.html
@@ -146,11 +147,13 @@ def _main_element(tree: Any) -> Any:
     return articles[0] if len(articles) == 1 else None
 
 
-def html_to_text(html: str) -> tuple[str, str, list[Heading]]:
-    """(title, main text, headings) of an HTML page."""
+def html_to_text(html: str, check: Callable[[Any], None] | None = None) -> tuple[str, str, list[Heading]]:
+    """(title, main text, headings) of an HTML page; ``check`` may refuse the parsed tree."""
     tree = lxml.html.fromstring(html) if html.strip() else None
     if tree is None:
         return "", "", []
+    if check is not None:
+        check(tree)
     titles = tree.xpath("//title")
     title = _WS.sub(" ", titles[0].text_content()).strip() if titles else ""
     out = TextBuilder()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.documents import Document, Heading, LoadError, path_doc_id
+from ingest.guards import DEFAULT_LIMITS, Limits, check_html_depth, check_pdf_pages, check_text, check_zip
 
 CONTENT_TYPES = {
     ".txt": "text/plain",
@@ -80,7 +81,7 @@ def _base(path: Path, content_type: str, title: str, text: str, headings: list[H
     )
 
 
-def load_text(path: Path) -> Document:
+def load_text(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
     """A plain-text file; its title is the file name."""
     text = decode_text(path, path.read_bytes())
     _require_text(path, text)
@@ -107,7 +108,7 @@ def markdown_headings(text: str) -> list[Heading]:
     return heads
 
 
-def load_markdown(path: Path) -> Document:
+def load_markdown(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
     """A Markdown file, kept verbatim; ATX headings give the structure, the first H1 the title."""
     text = decode_text(path, path.read_bytes())
     _require_text(path, text)
@@ -116,7 +117,7 @@ def load_markdown(path: Path) -> Document:
     return _base(path, "text/markdown", title, text, heads)
 
 
-def load_html(path: Path) -> Document:
+def load_html(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
     """An HTML page's main content (boilerplate removed), paragraphs and headings kept."""
     from ingest.html import decode_html, html_to_text
 
@@ -124,7 +125,8 @@ def load_html(path: Path) -> Document:
     if b"\x00" in data[:8192]:
         raise LoadError(str(path), "binary data, not HTML")
     try:
-        title, text, heads = html_to_text(decode_html(data))
+        title, text, heads = html_to_text(decode_html(data),
+                                          check=lambda root: check_html_depth(path, root, limits))
     except ValueError as exc:
         raise LoadError(str(path), _one_line(exc)) from None
     except RecursionError:
@@ -133,35 +135,53 @@ def load_html(path: Path) -> Document:
     return _base(path, "text/html", title, text, heads)
 
 
-def load_pdf(path: Path) -> Document:
+def load_pdf(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
     """A PDF's text, page by page (pages separated by blank lines)."""
-    from pypdf import PdfReader
-    from pypdf.errors import FileNotDecryptedError, PdfReadError
+    from pypdf import PdfReader, apply_configuration
+    from pypdf.errors import FileNotDecryptedError, LimitReachedError, PdfReadError, PyPdfError
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # the failure is reported once, below
-    try:
-        reader = PdfReader(io.BytesIO(path.read_bytes()))
-        if reader.is_encrypted:
-            try:
-                ok = reader.decrypt("")
-            except Exception:
-                ok = 0
-            if not ok:
-                raise LoadError(str(path), "encrypted PDF (a password is needed)")
-        pages = [(page.extract_text() or "").strip() for page in reader.pages]
-        meta_title = (reader.metadata.title if reader.metadata else None) or ""
-    except LoadError:
-        raise
-    except FileNotDecryptedError:
-        raise LoadError(str(path), "encrypted PDF (a password is needed)") from None
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError, RecursionError) as exc:
-        raise LoadError(str(path), f"corrupt PDF: {_one_line(exc)}") from None
+    cap = limits.max_pdf_stream_bytes
+    with apply_configuration(
+        maximum_declared_stream_length=cap, zlib_maximum_output_length=cap, lzw_maximum_output_length=cap,
+        run_length_maximum_output_length=cap, brotli_maximum_output_length=cap,
+        array_based_stream_maximum_output_length=cap,
+    ):
+        try:
+            reader = PdfReader(io.BytesIO(path.read_bytes()))
+            if reader.is_encrypted:
+                try:
+                    ok = reader.decrypt("")
+                except Exception:
+                    ok = 0
+                if not ok:
+                    raise LoadError(str(path), "encrypted PDF (a password is needed)")
+            check_pdf_pages(path, len(reader.pages), limits)
+            pages, chars = [], 0
+            for page in reader.pages:
+                contents = page.get_contents()  # decoded first: extract_text hides a decoding limit
+                if contents is not None:
+                    contents.get_data()
+                pages.append((page.extract_text() or "").strip())
+                chars += len(pages[-1])
+                check_text(path, chars, limits)
+            meta_title = (reader.metadata.title if reader.metadata else None) or ""
+        except LoadError:
+            raise
+        except LimitReachedError as exc:
+            raise LoadError(str(path), f"PDF over a decoding limit (a PDF bomb? ESRAG_MAX_PDF_STREAM_BYTES): "
+                                       f"{_one_line(exc)}") from None
+        except FileNotDecryptedError:
+            raise LoadError(str(path), "encrypted PDF (a password is needed)") from None
+        except (PyPdfError, PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError,
+                RecursionError, ZeroDivisionError, IndexError) as exc:
+            raise LoadError(str(path), f"corrupt PDF: {_one_line(exc)}") from None
     text = "\n\n".join(p for p in pages if p)
     _require_text(path, text)
     return _base(path, "application/pdf", str(meta_title).strip(), text, [])
 
 
-def load_docx(path: Path) -> Document:
+def load_docx(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
     """A Word document: paragraphs and tables in order; Heading N styles give the structure."""
     import zipfile
 
@@ -170,6 +190,7 @@ def load_docx(path: Path) -> Document:
 
     from ingest.html import TextBuilder
 
+    check_zip(path, limits)
     try:
         document = docx.Document(str(path))
         out = TextBuilder()
@@ -252,7 +273,9 @@ LOADERS = {
 }
 
 
-def load_file(path: Path, max_file_bytes: int) -> Iterator[Document | LoadError]:
+def load_file(
+    path: Path, max_file_bytes: int, limits: Limits = DEFAULT_LIMITS
+) -> Iterator[Document | LoadError]:
     """The documents of one file, or LoadError items for what cannot be read."""
     suffix = path.suffix.lower()
     try:
@@ -263,8 +286,15 @@ def load_file(path: Path, max_file_bytes: int) -> Iterator[Document | LoadError]
         if loader is None:
             raise LoadError(str(path), f"unsupported file type {suffix or '(no extension)'}")
         check_size(path, max_file_bytes)
-        yield loader(path)
+        doc = loader(path, limits)
+        check_text(path, len(doc.text), limits)
+        yield doc
     except LoadError as exc:
         yield exc
     except OSError as exc:
         yield LoadError(str(path), f"cannot read: {exc.strerror or _one_line(exc)}")
+    except MemoryError:  # the sandbox reports its memory budget
+        raise
+    except Exception as exc:  # a parser failing on hostile input (zlib, XML, ...) fails this file only
+        yield LoadError(str(path), f"cannot parse {suffix.lstrip('.') or 'file'}: "
+                                   f"{type(exc).__name__}: {_one_line(exc)}"[:400])

@@ -30,7 +30,8 @@ from ingest import existing
 from ingest.bulk import BulkWriter, Outcome
 from ingest.chunking import Chunk, HFTokenCounter, chunk_document
 from ingest.documents import Document, LoadError, chunk_hash, chunk_id, doc_hash
-from ingest.loaders import load_file
+from ingest.guards import Limits
+from ingest.sandbox import Sandbox, load_isolated
 
 DOC_BATCH = 64  # documents per hash lookup
 DOC_BATCH_CHARS = 4_000_000  # ... or fewer when they are large
@@ -169,11 +170,23 @@ class _Run:
 
     # -- stage 1: load, look up, chunk ------------------------------------------------
     def load_stage(self) -> None:
+        s = self.settings
+        limits = Limits.from_settings(s)
+        sandbox = None
+        if s.parse_timeout:
+            sandbox = Sandbox(s.max_file_bytes, limits, s.parse_timeout, s.parse_memory_mb)
+        try:
+            self._load_all(sandbox, limits)
+        finally:
+            if sandbox is not None:
+                sandbox.close()
+
+    def _load_all(self, sandbox: Sandbox | None, limits: Limits) -> None:
         batch: list[Document] = []
         chars = 0
         for path in self.files:
             try:
-                for item in load_file(path, self.settings.max_file_bytes):
+                for item in load_isolated(sandbox, path, self.settings.max_file_bytes, limits):
                     if isinstance(item, LoadError):
                         self.fail(item.source, item.message)
                         continue

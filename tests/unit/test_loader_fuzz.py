@@ -1,0 +1,134 @@
+"""Property tests: every loader and the chunker on random and mangled input.
+
+Whatever the bytes, a loader yields Documents or LoadErrors with a one-line reason (never
+another exception), and the chunker returns exact, in-bounds spans.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingest.chunking import chunk_document
+from ingest.documents import Document, LoadError
+from ingest.loaders import load_file
+from tests.ingest_samples import write_pdf
+
+SUFFIXES = [".txt", ".md", ".html", ".pdf", ".docx", ".jsonl"]
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _check(items: list[Document | LoadError], suffix: str = "") -> None:
+    assert items or suffix == ".jsonl", "a loader yields at least one item (a .jsonl of blank lines: none)"
+    for item in items:
+        if isinstance(item, LoadError):
+            assert item.message and "\n" not in item.message and len(item.message) <= 400
+        else:
+            assert isinstance(item, Document) and item.text.strip()
+
+
+def _load(tmp: Path, name: str, data: bytes) -> list[Document | LoadError]:
+    path = tmp / name
+    path.write_bytes(data)
+    return list(load_file(path, 10 * 1024 * 1024))
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory) -> dict[str, bytes]:
+    """Real small files of each format, to mangle."""
+    tmp = tmp_path_factory.mktemp("seeds")
+    import docx
+
+    d = docx.Document()
+    d.add_heading("Seed", 1)
+    d.add_paragraph("A paragraph of the seed document.")
+    d.save(tmp / "s.docx")
+    write_pdf(tmp / "s.pdf", [["Seed page one text."], ["Page two."]], title="Seed")
+    return {
+        ".docx": (tmp / "s.docx").read_bytes(),
+        ".pdf": (tmp / "s.pdf").read_bytes(),
+        ".html": b"<html><head><title>T</title></head><body><main><h1>H</h1><p>Text.</p></main></body>",
+        ".md": b"# Title\n\nSome *markdown* text.\n\n```\ncode\n```\n",
+        ".txt": b"plain text\n",
+        ".jsonl": b'{"id": "a", "text": "x"}\n{"id": 2, "text": "y", "k": [1]}\n',
+    }
+
+
+@FUZZ
+@given(suffix=st.sampled_from(SUFFIXES), data=st.binary(max_size=4096))
+def test_random_bytes_never_crash(tmp_path, suffix, data):
+    _check(_load(tmp_path, f"f{suffix}", data), suffix)
+
+
+@FUZZ
+@given(suffix=st.sampled_from(SUFFIXES), data=st.data())
+def test_mangled_real_files_never_crash(tmp_path, seeds, suffix, data):
+    raw = bytearray(seeds[suffix])
+    for _ in range(data.draw(st.integers(1, 8))):
+        op = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        pos = data.draw(st.integers(0, max(0, len(raw) - 1)))
+        if op == "flip" and raw:
+            raw[pos] = data.draw(st.integers(0, 255))
+        elif op == "cut":
+            del raw[pos:pos + data.draw(st.integers(1, 64))]
+        else:
+            raw[pos:pos] = data.draw(st.binary(min_size=1, max_size=64))
+    _check(_load(tmp_path, f"f{suffix}", bytes(raw)), suffix)
+
+
+@FUZZ
+@given(members=st.dictionaries(st.sampled_from(["[Content_Types].xml", "word/document.xml", "_rels/.rels",
+                                                "word/_rels/document.xml.rels", "docProps/core.xml"]),
+                               st.binary(max_size=512), max_size=5))
+def test_docx_zips_with_random_members_never_crash(tmp_path, members):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, body in members.items():
+            zf.writestr(name, body)
+    _check(_load(tmp_path, "z.docx", buf.getvalue()))
+
+
+_TAGS = st.sampled_from(["div", "p", "main", "article", "h1", "h2", "pre", "table", "td", "script", "nav",
+                         "br", "span", "!--", "?xml", "body", "html", "title", "meta charset=latin-1"])
+
+
+@FUZZ
+@given(parts=st.lists(st.one_of(_TAGS.map(lambda t: f"<{t}>"), _TAGS.map(lambda t: f"</{t}>"),
+                                st.text(max_size=20)), max_size=60))
+def test_tag_soup_html_never_crashes(tmp_path, parts):
+    _check(_load(tmp_path, "soup.html", "".join(parts).encode("utf-8", "surrogatepass")))
+
+
+class _Words:
+    def count(self, texts):
+        return [len(t.split()) for t in texts]
+
+    def offsets(self, text):
+        return [m.span() for m in re.finditer(r"\S+", text)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.text(st.characters(codec="utf-8"), min_size=1, max_size=3000),
+       max_tokens=st.integers(16, 64), overlap=st.integers(0, 20))
+def test_chunker_spans_are_exact_and_in_bounds(text, max_tokens, overlap):
+    doc = Document(doc_id="d", source="/x", title="t", content_type="text/plain", text=text)
+    chunks = chunk_document(doc, _Words(), max_tokens=max_tokens, overlap=overlap, model_max_tokens=512)
+    for n, c in enumerate(chunks):
+        assert c.chunk_no == n
+        assert 0 <= c.start < c.end <= len(text)
+        assert c.text == text[c.start:c.end]
+    if text.strip():
+        assert chunks
+
+
+def test_chunker_one_long_line_without_spaces():
+    text = "x" * 2_000_000
+    doc = Document(doc_id="d", source="/x", title="t", content_type="text/plain", text=text)
+    chunks = chunk_document(doc, _Words(), max_tokens=64, overlap=8, model_max_tokens=512)
+    assert "".join(c.text for c in chunks) == text
