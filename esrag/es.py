@@ -38,6 +38,6 @@ def cluster_health(client: Elasticsearch, settings: Settings) -> dict[str, Any]:
         return dict(client.cluster.health())
     except (TransportError, ApiError) as exc:
         raise ServiceUnavailable(
-            f"Elasticsearch at {settings.es_url} is unavailable ({type(exc).__name__}); "
+            f"Elasticsearch at {settings.safe_es_url} is unavailable ({type(exc).__name__}); "
             "start it with `esrag up` or set ESRAG_ES_URL"
         ) from None

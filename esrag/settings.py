@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -145,6 +146,16 @@ class Settings(BaseSettings):
         return self.es_url.split(",")
 
     @cached_property
+    def safe_es_url(self) -> str:
+        """es_url without credentials, for messages and logs."""
+        return redact_url(self.es_url)
+
+    @cached_property
+    def safe_redis_url(self) -> str:
+        """redis_url without credentials, for messages and logs."""
+        return redact_url(self.redis_url)
+
+    @cached_property
     def es_port(self) -> int:
         """Port of the first local node, taken from the first es_url."""
         return urlparse(self.es_urls[0]).port or 9200
@@ -153,6 +164,14 @@ class Settings(BaseSettings):
     def redis_port(self) -> int:
         """Port of the local Redis, taken from redis_url."""
         return urlparse(self.redis_url).port or 6379
+
+
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/]*@")
+
+
+def redact_url(url: str) -> str:
+    """``url`` (or a comma-separated list of URLs) with any user name and password removed."""
+    return ",".join(_USERINFO.sub(r"\1", u.strip()) for u in url.split(","))
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -90,7 +90,7 @@ def default_client(settings: Settings) -> Elasticsearch:
 def unavailable(settings: Settings, exc: Exception) -> ServiceUnavailable:
     """The one-line error for an unreachable Elasticsearch."""
     return ServiceUnavailable(
-        f"Elasticsearch at {settings.es_url} is unavailable ({type(exc).__name__}); "
+        f"Elasticsearch at {settings.safe_es_url} is unavailable ({type(exc).__name__}); "
         "start it with `esrag up` or set ESRAG_ES_URL"
     )
 

@@ -56,7 +56,7 @@ def make_jobs_router(settings: Settings) -> APIRouter:
         try:
             s.r.ping()
         except redis.RedisError:
-            raise ServiceUnavailable(f"Redis at {settings.redis_url} is unavailable") from None
+            raise ServiceUnavailable(f"Redis at {settings.safe_redis_url} is unavailable") from None
         return s
 
     @router.post("/v1/ingest", status_code=202, response_model=IngestAccepted)

@@ -22,7 +22,7 @@ def _store(settings: Settings) -> JobStore:
     try:
         store.r.ping()
     except redis.RedisError:
-        raise ServiceUnavailable(f"Redis at {settings.redis_url} is unavailable") from None
+        raise ServiceUnavailable(f"Redis at {settings.safe_redis_url} is unavailable") from None
     return store
 
 

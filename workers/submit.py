@@ -63,7 +63,7 @@ def submit_files(files: list[Path], settings: Settings) -> str:
         job_id, task_ids = store.create(settings.index, tasks)
     except redis.RedisError as exc:
         raise ServiceUnavailable(
-            f"Redis at {settings.redis_url} is unavailable ({type(exc).__name__}); job not submitted"
+            f"Redis at {settings.safe_redis_url} is unavailable ({type(exc).__name__}); job not submitted"
         ) from None
     app = make_celery(settings)
     try:
@@ -77,7 +77,8 @@ def submit_files(files: list[Path], settings: Settings) -> str:
         except redis.RedisError:
             pass
         raise ServiceUnavailable(
-            f"could not enqueue job tasks on {settings.redis_url} ({type(exc).__name__}); job not submitted"
+            f"could not enqueue job tasks on {settings.safe_redis_url} ({type(exc).__name__}); "
+            "job not submitted"
         ) from None
     finally:
         app.close()

@@ -113,7 +113,7 @@ def readyz(settings: SettingsDep, client: ClientDep) -> JSONResponse:
         health = client.options(request_timeout=2, max_retries=0).cluster.health()
         checks["elasticsearch"] = str(health["status"])
     except Exception as exc:  # any failure means not ready
-        checks["elasticsearch"] = f"unavailable at {settings.es_url} ({type(exc).__name__})"
+        checks["elasticsearch"] = f"unavailable at {settings.safe_es_url} ({type(exc).__name__})"
     try:
         import redis
 
