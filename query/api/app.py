@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from esrag.errors import ConfigError, EsragError, ModelMismatch, ServiceUnavailable
 from esrag.es import make_client
 from esrag.settings import Settings
+from query.api.limits import BodySizeLimit, RateLimit
 from query.api.metrics import Metrics
 from query.api.routes import health_router, search_router
 from query.api.security import require_api_key
@@ -69,13 +70,21 @@ def create_app(settings: Settings, extra_routers: Sequence[APIRouter] = ()) -> F
     @app.exception_handler(EsragError)
     async def _esrag_error(request: Request, exc: EsragError) -> JSONResponse:
         status = next(code for cls, code in STATUS_OF if isinstance(exc, cls))
+        if status == 422:  # the OpenAPI schema of a 422 is a list of validation errors
+            error = {"loc": ["body", "filters"], "msg": str(exc), "type": "value_error"}
+            return JSONResponse({"detail": [error]}, status_code=422)
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""),
+                   "type": e.get("type", "value_error")} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 
+    if settings.rate_limit_per_minute:
+        app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute,
+                           burst=settings.rate_limit_burst, keys=settings.api_keys)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
 
 

@@ -1,0 +1,140 @@
+"""Request limits of the HTTP API: a body size cap (413) and a per-key rate limit (429).
+
+Both are plain ASGI middleware so they act before any body is parsed. The rate limit is
+a token bucket per API key (per client address when no key is given), in this process:
+behind several API processes each enforces it on its own share of the traffic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+EXEMPT_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+async def _reply(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodySizeLimit:
+    """413 for a request body over ``max_bytes`` (by Content-Length, or counted as it streams)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        detail = f"request body over {self.max_bytes} bytes (ESRAG_MAX_BODY_BYTES)"
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_bytes
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    await _reply(send, 413, detail)
+                    return
+        if any(name == b"content-length" for name, _ in scope.get("headers", ())):
+            await self.app(scope, receive, send)  # the server holds the body to its Content-Length
+            return
+        # a streamed (chunked) body: read it up to the limit, then hand it on in one piece
+        body, more = bytearray(), True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message]), send)
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_bytes:
+                await _reply(send, 413, detail)
+                return
+        await self.app(scope, _replay([{"type": "http.request", "body": bytes(body), "more_body": False}],
+                                      receive), send)
+
+
+def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
+    async def receive() -> Message:
+        if messages:
+            return messages.pop(0)
+        if then is not None:
+            return await then()
+        return {"type": "http.disconnect"}
+    return receive
+
+
+class TokenBuckets:
+    """Token buckets by key: ``rate`` tokens a minute, at most ``burst`` stored."""
+
+    def __init__(self, per_minute: int, burst: int | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.rate = per_minute / 60.0
+        self.burst = float(burst or per_minute)
+        self.clock = clock
+        self.buckets: dict[str, tuple[float, float]] = {}
+        self.lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        """0 when a request may pass now, else the seconds until one token is back."""
+        now = self.clock()
+        with self.lock:
+            tokens, last = self.buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens >= 1:
+                self.buckets[key] = (tokens - 1, now)
+                if len(self.buckets) > 100_000:  # forget idle clients rather than grow forever
+                    self.buckets = {k: v for k, v in self.buckets.items() if now - v[1] < 60 / self.rate}
+                return 0.0
+            self.buckets[key] = (tokens, now)
+            return (1 - tokens) / self.rate
+
+
+def client_key(scope: Scope, keys: frozenset[bytes] = frozenset()) -> str:
+    """Who a request counts against: a digest of its API key when it is one of ``keys``, else its
+    client address (so that made-up keys cannot each get a fresh bucket)."""
+    headers = dict(scope.get("headers", ()))
+    key = headers.get(b"x-api-key")
+    auth = headers.get(b"authorization", b"")
+    if not key and auth[:7].lower() == b"bearer ":
+        key = auth[7:].strip()
+    if key and key in keys:
+        return "key:" + hashlib.sha256(key).hexdigest()[:32]
+    client = scope.get("client") or ("?", 0)
+    return f"ip:{client[0]}"
+
+
+class RateLimit:
+    """429 with Retry-After once a key has spent its bucket (health probes are exempt)."""
+
+    def __init__(self, app: ASGIApp, per_minute: int, burst: int | None = None, keys: list[str] = ()):
+        self.app = app
+        self.buckets = TokenBuckets(per_minute, burst)
+        self.keys = frozenset(k.encode() for k in keys)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("path") not in EXEMPT_PATHS:
+            wait = self.buckets.take(client_key(scope, self.keys))
+            if wait > 0:
+                await _reply(send, 429, "rate limit exceeded (ESRAG_RATE_LIMIT_PER_MINUTE); retry later",
+                             [(b"retry-after", str(max(1, math.ceil(wait))).encode())])
+                return
+        await self.app(scope, receive, send)
