@@ -15,6 +15,25 @@ from esrag.errors import ServiceUnavailable
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
+class WriteBlocked(ServiceUnavailable):
+    """The index refuses writes (a cluster block such as the flood-stage disk watermark)."""
+
+
+def check_block(index: str, error: Any) -> None:
+    """Raise WriteBlocked, with what the operator must do, when ``error`` is a cluster block."""
+    if not isinstance(error, dict) or error.get("type") != "cluster_block_exception":
+        return
+    reason = str(error.get("reason", ""))
+    if "read-only-allow-delete" in reason or "read_only_allow_delete" in reason or "flood" in reason:
+        raise WriteBlocked(
+            f"Elasticsearch made index {index} read-only (flood-stage disk watermark): free disk space on "
+            "its data nodes, then reset the block with PUT _all/_settings "
+            '{"index.blocks.read_only_allow_delete": null}; nothing was lost, run again to continue'
+        )
+    raise WriteBlocked(f"Elasticsearch refuses writes to index {index}: {_reason(error)}; remove the block "
+                       "(PUT <index>/_settings), then run again")
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What happened to one bulk action: ``ok``, its HTTP status, and a one-line error."""
@@ -78,6 +97,11 @@ class BulkWriter:
         batch, self._lines, self._size = self._lines, [], 0
         return self._send(batch)
 
+    @staticmethod
+    def _index(batch: list[tuple[bytes, str, Any]], pending: list[int]) -> str:
+        head = json.loads(batch[pending[0]][0].split(b"\n", 1)[0])
+        return str(next(iter(head.values())).get("_index", ""))
+
     def _backoff(self, attempt: int) -> None:
         self.sleep(min(self.max_backoff, self.initial_backoff * (2 ** attempt)))
 
@@ -92,6 +116,8 @@ class BulkWriter:
                 resp = self.client.bulk(operations=body)
             except ApiError as exc:
                 status = int(getattr(exc, "status_code", 0) or getattr(exc.meta, "status", 0) or 0)
+                body = exc.body if isinstance(exc.body, dict) else {}
+                check_block(self._index(batch, pending), body.get("error"))
                 if status in RETRY_STATUS and attempt < self.max_retries:
                     self._backoff(attempt)
                     attempt += 1
@@ -119,6 +145,8 @@ class BulkWriter:
                 (op, info), = item.items()
                 status = int(info.get("status", 0))
                 ok = 200 <= status < 300 or (op == "delete" and status == 404)
+                if not ok:
+                    check_block(str(info.get("_index", "")), info.get("error"))
                 if ok:
                     results[i] = Outcome(batch[i][2], op, True, status)
                 elif status in RETRY_STATUS and attempt < self.max_retries:
