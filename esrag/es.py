@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from elastic_transport import TlsError
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
 from esrag.errors import ServiceUnavailable
@@ -29,6 +30,22 @@ def make_client(settings: Settings, *, timeout: float | None = None) -> Elastics
     return Elasticsearch(settings.es_urls, **kwargs)
 
 
+def unavailable_message(settings: Settings, exc: BaseException) -> str:
+    """One line saying why Elasticsearch cannot be used: credentials, TLS trust, or not reachable."""
+    url = settings.safe_es_url
+    status = getattr(exc, "status_code", None) or getattr(getattr(exc, "meta", None), "status", None)
+    if status == 401:
+        return (f"Elasticsearch at {url} refused the credentials (HTTP 401); check ESRAG_ES_USERNAME and "
+                "ESRAG_ES_PASSWORD, or ESRAG_ES_API_KEY")
+    if status == 403:
+        return f"Elasticsearch at {url} denied the request (HTTP 403); the user or API key lacks privileges"
+    if isinstance(exc, TlsError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return (f"cannot verify the TLS certificate of Elasticsearch at {url}; set ESRAG_ES_CA_CERTS to its "
+                "CA certificate (PEM)")
+    return (f"Elasticsearch at {url} is unavailable ({type(exc).__name__}); "
+            "start it with `esrag up` or set ESRAG_ES_URL")
+
+
 def cluster_health(client: Elasticsearch, settings: Settings) -> dict[str, Any]:
     """Return ``/_cluster/health``, or raise ServiceUnavailable with one clear line.
 
@@ -37,7 +54,4 @@ def cluster_health(client: Elasticsearch, settings: Settings) -> dict[str, Any]:
     try:
         return dict(client.cluster.health())
     except (TransportError, ApiError) as exc:
-        raise ServiceUnavailable(
-            f"Elasticsearch at {settings.safe_es_url} is unavailable ({type(exc).__name__}); "
-            "start it with `esrag up` or set ESRAG_ES_URL"
-        ) from None
+        raise ServiceUnavailable(unavailable_message(exc=exc, settings=settings)) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -79,8 +80,11 @@ _lock = threading.Lock()
 
 def default_client(settings: Settings) -> Elasticsearch:
     """A client per ES URL and credentials, shared within the process."""
-    key = settings.model_dump_json(include={"es_url", "es_username", "es_password", "es_api_key",
-                                            "es_ca_certs", "es_verify_certs", "es_request_timeout"})
+    # secrets dump as "**********": key on their digests, or two passwords would share a client
+    secrets = [hashlib.sha256(v.get_secret_value().encode()).hexdigest() if v is not None else ""
+               for v in (settings.es_password, settings.es_api_key)]
+    key = settings.model_dump_json(include={"es_url", "es_username", "es_ca_certs", "es_verify_certs",
+                                            "es_request_timeout"}) + ",".join(secrets)
     with _lock:
         if key not in _clients:
             _clients[key] = make_client(settings)
@@ -89,10 +93,9 @@ def default_client(settings: Settings) -> Elasticsearch:
 
 def unavailable(settings: Settings, exc: Exception) -> ServiceUnavailable:
     """The one-line error for an unreachable Elasticsearch."""
-    return ServiceUnavailable(
-        f"Elasticsearch at {settings.safe_es_url} is unavailable ({type(exc).__name__}); "
-        "start it with `esrag up` or set ESRAG_ES_URL"
-    )
+    from esrag.es import unavailable_message
+
+    return ServiceUnavailable(unavailable_message(settings, exc))
 
 
 def resolve_index(client: Elasticsearch, settings: Settings, *, fresh: bool = False) -> tuple[str, dict]:
@@ -241,7 +244,9 @@ def retrieve(
         if settings.fusion == "weighted":
             fused = fusion.weighted(s_pairs, d_pairs, settings.hybrid_weight_dense)
         else:
-            fused = fusion.rrf([[d for d, _ in s_pairs], [d for d, _ in d_pairs]], settings.rrf_k)
+            w = settings.hybrid_weight_dense  # 0.5 is classic RRF: both lists weigh 1
+            fused = fusion.rrf([[d for d, _ in s_pairs], [d for d, _ in d_pairs]], settings.rrf_k,
+                               weights=[2 * (1 - w), 2 * w])
         hits = [to_hit(docs[d], score) for d, score in fused[:depth]]
     else:
         hits = [to_hit(h, h["_score"]) for h in results[0][:depth]]
