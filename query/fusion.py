@@ -5,15 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def rrf(rankings: Sequence[Sequence[str]], k: int = 60) -> list[tuple[str, float]]:
-    """Reciprocal rank fusion: score(d) = sum over lists of 1 / (k + rank), ranks from 1.
+def rrf(
+    rankings: Sequence[Sequence[str]], k: int = 60, weights: Sequence[float] | None = None
+) -> list[tuple[str, float]]:
+    """Reciprocal rank fusion: score(d) = sum over lists of w / (k + rank), ranks from 1.
 
-    Ties keep the order in which ids were first seen (list by list, rank by rank).
+    ``weights`` (one per list, default 1 each) give the weighted variant. Ties keep the
+    order in which ids were first seen (list by list, rank by rank).
     """
+    weights = weights if weights is not None else [1.0] * len(rankings)
     scores: dict[str, float] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights, strict=True):
         for rank, doc_id in enumerate(ranking, start=1):
-            scores[doc_id] = scores.get(doc_id, 0.0) + 1.0 / (k + rank)
+            scores[doc_id] = scores.get(doc_id, 0.0) + weight / (k + rank)
     order = {d: i for i, d in enumerate(scores)}
     return sorted(scores.items(), key=lambda item: (-item[1], order[item[0]]))
 

@@ -14,7 +14,7 @@ from esrag.errors import EsragError, ServiceUnavailable
 from esrag.es import make_client
 from esrag.index import STEMMED_FIELD, TEXT_FIELD, VECTOR_FIELD, alias_target, check_model, index_meta
 from esrag.settings import Settings
-from esrag.stemming import stem_text
+from esrag.stemming import query_terms, stem_text
 from query import fusion
 from query.filters import filter_clauses
 
@@ -175,7 +175,7 @@ def _msearch(client: Elasticsearch, settings: Settings, index: str, bodies: list
     try:
         resp = client.msearch(searches=searches)
     except (TransportError, ApiError) as exc:
-        if isinstance(exc, ApiError) and exc.meta.status < 500:
+        if isinstance(exc, ApiError) and exc.meta.status < 500 and exc.meta.status not in (401, 403):
             raise EsragError(f"search failed: {exc.message}") from None
         raise unavailable(settings, exc) from None
     out = []
@@ -218,8 +218,9 @@ def retrieve(
 
     bodies: list[dict] = []
     if mode in ("bm25", "hybrid"):
-        stemmed = stem_text(query, meta.get("stem_language") or settings.stem_language)
-        bodies.append(bm25_body(query, stemmed, size, filters))
+        language = meta.get("stem_language") or settings.stem_language
+        terms = query_terms(query, language)
+        bodies.append(bm25_body(terms, stem_text(terms, language), size, filters))
     if mode in ("dense", "hybrid"):
         if embedder is None:
             from esrag.embedder import get_embedder

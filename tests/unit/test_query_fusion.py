@@ -1,3 +1,5 @@
+import pytest
+
 from query.fusion import min_max, rrf, weighted
 
 
@@ -30,3 +32,11 @@ def test_weighted_exact_values():
     assert fused["c"] == 0.75 * 0.0 + 0.25 * 1.0
     assert abs(fused["d"] - 0.25 * 0.5) < 1e-12
     assert [d for d, _ in weighted(sparse, dense, weight_dense=0.25)] == ["a", "b", "c", "d"]
+
+
+def test_weighted_rrf():
+    fused = dict(rrf([["a", "b"], ["b", "c"]], k=10, weights=[0.2, 1.8]))
+    assert fused["a"] == pytest.approx(0.2 / 11)
+    assert fused["b"] == pytest.approx(0.2 / 12 + 1.8 / 11)
+    assert fused["c"] == pytest.approx(1.8 / 12)
+    assert [d for d, _ in rrf([["a", "b"], ["b", "c"]], k=10, weights=[0.2, 1.8])] == ["b", "c", "a"]
