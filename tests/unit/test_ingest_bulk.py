@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
 from elasticsearch import ApiError
 from elasticsearch import ConnectionError as ESConnectionError
 
+from esrag.errors import ServiceUnavailable
 from ingest.bulk import BulkWriter
 
 
@@ -82,3 +84,21 @@ def test_other_item_errors_are_final_with_a_one_line_reason():
     assert (bad.ok, bad.status) == (False, 400)
     assert (gone.ok, gone.op) == (True, "delete")
     assert len(client.bodies) == 1
+
+
+def test_cluster_down_raises_instead_of_failing_documents():
+    sleeps = []
+    client = FakeClient([ESConnectionError("refused")] * 4)
+    writer = BulkWriter(client, max_bytes=10_000, max_retries=3, sleep=sleeps.append)
+    writer.add("index", "idx", "a", {"text": "a"}, "a")
+    with pytest.raises(ServiceUnavailable, match=r"^Elasticsearch unreachable \(ConnectionError\) after 4 "):
+        writer.flush()
+    assert sleeps == [0.5, 1.0, 2.0]
+
+
+def test_persistent_429_raises():
+    client = FakeClient([api_error(429)] * 4)
+    writer = BulkWriter(client, max_bytes=10_000, max_retries=3, sleep=lambda s: None)
+    writer.add("index", "idx", "a", {"text": "a"}, "a")
+    with pytest.raises(ServiceUnavailable, match=r"^Elasticsearch answered HTTP 429 to 4 bulk requests"):
+        writer.flush()
