@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -59,28 +58,11 @@ def print_summary(summary: IngestSummary) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add `ingest`, `delete` and `reindex` to ``app``."""
+    """Add `delete` and `reindex` to ``app`` (`esrag ingest` is workers/cli.py's: it runs
+    jobs on workers when one is online and ``run_ingest`` in-process otherwise)."""
     from ingest.reindex import reindex_command
 
     app.command("reindex")(reindex_command)
-
-    @app.command()
-    def ingest(
-        paths: Annotated[list[str], typer.Argument(help="files, folders (recursive) or glob patterns")],
-        index: Annotated[str | None, typer.Option(help="index alias (default ESRAG_INDEX)")] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
-        local: Annotated[bool, typer.Option("--local", help="ingest in this process (always here)")] = True,
-    ) -> None:
-        """Parse, chunk, embed and index documents; unchanged ones are skipped."""
-        del local  # the job-aware command of workers/ replaces this one and honours it
-        settings = load_settings(index=index)
-        summary = run_ingest(paths, settings, show_progress=sys.stdout.isatty())
-        if as_json:
-            typer.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
-        else:
-            print_summary(summary)
-        if summary.failed:
-            raise typer.Exit(1)
 
     @app.command()
     def delete(

@@ -10,11 +10,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import redis
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from esrag.errors import EsragError, ServiceUnavailable
+from esrag.errors import EsragError
 from esrag.settings import Settings
 from workers.jobstore import JobStore
 
@@ -51,14 +50,6 @@ def make_jobs_router(settings: Settings) -> APIRouter:
     router = APIRouter(tags=["jobs"])
     roots = [Path(os.path.realpath(r)) for r in settings.allowed_roots]
 
-    def store() -> JobStore:
-        s = JobStore.from_url(settings.redis_url)
-        try:
-            s.r.ping()
-        except redis.RedisError:
-            raise ServiceUnavailable(f"Redis at {settings.safe_redis_url} is unavailable") from None
-        return s
-
     @router.post("/v1/ingest", status_code=202, response_model=IngestAccepted)
     def submit(body: IngestRequest) -> IngestAccepted:
         """Submit an ingest job for files or folders under the allowed roots."""
@@ -79,14 +70,14 @@ def make_jobs_router(settings: Settings) -> APIRouter:
     @router.get("/v1/jobs")
     def list_jobs(limit: int = Query(20, ge=1, le=200)) -> list[dict[str, Any]]:
         """The newest jobs first."""
-        return [j.to_dict() for j in store().list(limit)]
+        return [j.to_dict() for j in JobStore.connect(settings).list(limit)]
 
     @router.get("/v1/jobs/{job_id}")
     def get_job(job_id: str) -> dict[str, Any]:
         """One job with its counters and failures."""
         if len(job_id) > 64:
             raise HTTPException(404, "no such job")
-        job = store().get(job_id)
+        job = JobStore.connect(settings).get(job_id)
         if job is None:
             raise HTTPException(404, f"no job {job_id}")
         return job.to_dict()

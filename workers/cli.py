@@ -9,21 +9,11 @@ import time
 import uuid
 from typing import Annotated
 
-import redis
 import typer
 
-from esrag.errors import EsragError, ServiceUnavailable
+from esrag.errors import EsragError
 from esrag.settings import Settings, load_settings
 from workers.jobstore import FINAL_STATES, Job, JobStore
-
-
-def _store(settings: Settings) -> JobStore:
-    store = JobStore.from_url(settings.redis_url)
-    try:
-        store.r.ping()
-    except redis.RedisError:
-        raise ServiceUnavailable(f"Redis at {settings.safe_redis_url} is unavailable") from None
-    return store
 
 
 def worker(
@@ -53,7 +43,7 @@ def jobs(
     limit: Annotated[int, typer.Option(help="newest N jobs")] = 20,
 ) -> None:
     """List ingest jobs, newest first."""
-    store = _store(load_settings())
+    store = JobStore.connect(load_settings())
     listed = [j.to_dict() for j in store.list(limit)]
     if as_json:
         typer.echo(json.dumps(listed, indent=2))
@@ -76,7 +66,7 @@ def job(
     from workers import submit
 
     settings = load_settings()
-    store = _store(settings)
+    store = JobStore.connect(settings)
     if store.get(job_id) is None:
         raise EsragError(f"no job {job_id}")
     if retry_failed:

@@ -27,6 +27,9 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from esrag.errors import ServiceUnavailable
+from esrag.settings import Settings
+
 COUNTERS = ("documents", "chunks", "indexed", "skipped_unchanged", "deleted", "embedded")
 FINAL_STATES = ("completed", "completed_with_failures", "canceled")
 
@@ -127,6 +130,19 @@ class JobStore:
             kwargs["retry"] = Retry(ExponentialBackoff(cap=5.0, base=0.25), retries=40)
             kwargs["retry_on_error"] = [redis.ConnectionError, redis.TimeoutError]
         return cls(redis.Redis.from_url(url, **kwargs))
+
+    @classmethod
+    def connect(cls, settings: Settings) -> JobStore:
+        """An impatient store on ``settings.redis_url``, checked with a PING.
+
+        Raises ServiceUnavailable with one line when Redis does not answer.
+        """
+        store = cls.from_url(settings.redis_url)
+        try:
+            store.r.ping()
+        except redis.RedisError:
+            raise ServiceUnavailable(f"Redis at {settings.safe_redis_url} is unavailable") from None
+        return store
 
     @staticmethod
     def _key(job_id: str, part: str = "") -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -95,32 +96,29 @@ def enqueue(app: object, job_id: str, task_id: str, files: list[str], settings: 
 
 def retry_failed(job_id: str, settings: Settings) -> int:
     """Re-enqueue a job's failed tasks and the tasks of its failed files; return how many."""
-    store = JobStore.from_url(settings.redis_url)
-    job = store.get(job_id)
-    if job is None:
-        raise EsragError(f"no job {job_id}")
-    reopened = store.reopen_failed(job_id)
-    app = make_celery(settings)
-    try:
-        for task_id, files in reopened:
-            enqueue(app, job_id, task_id, files, settings.model_copy(update={"index": job.index}))
-    finally:
-        app.close()
-    return len(reopened)
+    return _reenqueue(job_id, settings, lambda store: store.reopen_failed(job_id))
 
 
 def requeue_unfinished(job_id: str, settings: Settings) -> int:
     """Rebuild a lost queue: re-enqueue every task of the job not yet counted."""
-    store = JobStore.from_url(settings.redis_url)
+    return _reenqueue(job_id, settings, lambda store: [
+        (tid, rec["files"]) for tid, rec in store.tasks(job_id).items()
+        if rec.get("state") not in ("done", "failed")
+    ])
+
+
+def _reenqueue(
+    job_id: str, settings: Settings, select: Callable[[JobStore], list[tuple[str, list[str]]]]
+) -> int:
+    store = JobStore.connect(settings)
     job = store.get(job_id)
     if job is None:
         raise EsragError(f"no job {job_id}")
-    pending = [(tid, rec["files"]) for tid, rec in store.tasks(job_id).items()
-               if rec.get("state") not in ("done", "failed")]
+    tasks = select(store)
     app = make_celery(settings)
     try:
-        for task_id, files in pending:
+        for task_id, files in tasks:
             enqueue(app, job_id, task_id, files, settings.model_copy(update={"index": job.index}))
     finally:
         app.close()
-    return len(pending)
+    return len(tasks)
