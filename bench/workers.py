@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=120)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--overhead-tasks", type=int, default=40)
+    ap.add_argument("--task-files", type=int, default=1, help="files per task (small tasks balance workers)")
     ap.add_argument("--out", default="bench/results/workers.json")
     args = ap.parse_args()
 
@@ -61,7 +62,7 @@ def main() -> None:
     queue = f"bench-{tag}"
     files = sorted(DOCS.glob("*.html"))[: args.files]
     threads = max(1, len(os.sched_getaffinity(0)) // args.workers)
-    base = load_settings(queue=queue, task_max_files=4)
+    base = load_settings(queue=queue, task_max_files=args.task_files)
     client = make_client(base)
     store = JobStore.from_url(base.redis_url)
     env = {**os.environ, "ESRAG_QUEUE": queue, "ESRAG_TORCH_THREADS": str(threads)}
