@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from esrag import localnode, localredis
 from esrag.errors import EsragError, ServiceUnavailable
-from esrag.settings import Settings, load_settings
+from esrag.settings import load_settings
 
 app = typer.Typer(
     name="esrag",
@@ -96,11 +96,6 @@ def _print_status(report: dict[str, Any]) -> None:
 def _register_plugins(target: typer.Typer) -> None:
     for ep in sorted(entry_points(group="esrag.commands"), key=lambda e: e.name):
         ep.load()(target)
-
-
-def settings_from_env() -> Settings:
-    """Settings for commands that take no overrides."""
-    return load_settings()
 
 
 def main(argv: list[str] | None = None) -> int:
