@@ -3,7 +3,7 @@
 A request is let in with a key of ``settings.api_keys`` in the ``X-API-Key`` header or as
 ``Authorization: Bearer <key>``, or with the dashboard cookie. ``/dashboard?key=<key>``
 sets that cookie (HttpOnly, SameSite=Strict, a hash of the key rather than the key) so
-the page's own fetch calls are authorised. Cookie-authorised POSTs must also carry the
+the page's own fetch calls (and the API's /docs) are authorised. Cookie-authorised POSTs must also carry the
 ``X-Dashboard`` header, which a cross-site form cannot send. With no keys configured the
 dashboard is open, like the API (a local, loopback-only setup).
 """

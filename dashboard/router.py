@@ -63,7 +63,7 @@ def make_router(settings: Settings) -> APIRouter:
                 return unauthorised_page()
             response = RedirectResponse("/dashboard", status_code=303)
             response.set_cookie(COOKIE, cookie_token(key), httponly=True, samesite="strict",
-                                path="/dashboard", secure=request.url.scheme == "https")
+                                path="/", secure=request.url.scheme == "https")  # /docs reads it too
             return response
         if not is_authorised(settings, request):
             return unauthorised_page()

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from esrag.errors import ConfigError, EsragError, ModelMismatch, ServiceUnavailable
 from esrag.es import make_client
 from esrag.settings import Settings
+from query.api import accesslog
 from query.api.limits import BodySizeLimit, RateLimit
 from query.api.metrics import Metrics
 from query.api.routes import health_router, search_router
@@ -47,8 +48,12 @@ def create_app(settings: Settings, extra_routers: Sequence[APIRouter] = ()) -> F
         title="esrag",
         summary="Hybrid retrieval and cited answers over Elasticsearch",
         version="0.1.0",
+        openapi_url=None,  # served below, behind the same keys as the routes it describes
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
+    accesslog.install()
     app.state.es = make_client(settings)
     metrics = Metrics()
     app.state.metrics = metrics
@@ -66,6 +71,8 @@ def create_app(settings: Settings, extra_routers: Sequence[APIRouter] = ()) -> F
     def prometheus() -> Response:
         """Prometheus metrics (request counts, latency histograms per route and mode)."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    _add_schema_routes(app, settings)
 
     @app.exception_handler(EsragError)
     async def _esrag_error(request: Request, exc: EsragError) -> JSONResponse:
@@ -86,6 +93,26 @@ def create_app(settings: Settings, extra_routers: Sequence[APIRouter] = ()) -> F
                            burst=settings.rate_limit_burst, keys=settings.api_keys)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
+
+
+def _add_schema_routes(app: FastAPI, settings: Settings) -> None:
+    """Serve /openapi.json and the Swagger UI at /docs to key holders only: the schema maps
+    every route of the API. A browser that opened /dashboard?key=... carries the dashboard
+    cookie, which is accepted here too."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+
+    from dashboard.auth import require_key
+
+    keyed = [Depends(require_key(settings))]
+
+    @app.get("/openapi.json", dependencies=keyed, include_in_schema=False)
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", dependencies=keyed, include_in_schema=False)
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="esrag API")
 
 
 def _add_dashboard(app: FastAPI, settings: Settings) -> None:

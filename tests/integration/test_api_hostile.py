@@ -67,12 +67,14 @@ class Served:
 
 @pytest.fixture(scope="module")
 def log_records() -> Iterator[list[logging.LogRecord]]:
-    """Every log record of the module's requests (all loggers, DEBUG and up)."""
+    """Every log record of the module's requests (all loggers, DEBUG and up), but those of
+    the tests' own HTTP client (httpx, httpcore), which logs the URLs the tests send."""
     records: list[logging.LogRecord] = []
 
     class Keep(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
+            if record.name.split(".")[0] not in ("httpx", "httpcore"):
+                records.append(record)
 
     root = logging.getLogger()
     handler, level = Keep(logging.DEBUG), root.level
@@ -97,7 +99,7 @@ def api(es, log_records, tmp_path_factory) -> Iterator[Served]:
 
 
 def test_every_route_but_health_needs_the_key(api: Served):
-    spec = httpx.get(f"{api.url}/openapi.json").json()
+    spec = httpx.get(f"{api.url}/openapi.json", headers=KEY).json()
     open_routes, checked = [], 0
     for path, ops in spec["paths"].items():
         for method in ops:
@@ -111,6 +113,19 @@ def test_every_route_but_health_needs_the_key(api: Served):
     assert sorted(open_routes) == ["GET /healthz", "GET /readyz"]
 
 
+def test_schema_and_swagger_ui_need_the_key(api: Served):
+    assert [httpx.get(f"{api.url}{p}").status_code for p in ("/openapi.json", "/docs", "/redoc")] == [
+        401, 401, 404]
+    assert httpx.get(f"{api.url}/openapi.json", headers={"X-API-Key": "wrong"}).status_code == 401
+    assert httpx.get(f"{api.url}/openapi.json", headers=KEY).json()["info"]["title"] == "esrag"
+    docs = httpx.get(f"{api.url}/docs", headers=KEY)
+    assert docs.status_code == 200 and "/openapi.json" in docs.text
+    # the dashboard's cookie opens them too
+    with httpx.Client(base_url=api.url, follow_redirects=True) as browser:
+        assert browser.get("/dashboard", params={"key": API_KEY}).status_code == 200
+        assert browser.get("/openapi.json").status_code == 200
+
+
 def test_schemathesis_no_server_errors_no_schema_violations(api: Served):
     """Every operation of the schema, fuzzed with valid and invalid data (the pytest plugin of
     schemathesis does not load under pytest 9, so operations are driven one by one)."""
@@ -118,7 +133,7 @@ def test_schemathesis_no_server_errors_no_schema_violations(api: Served):
     from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
-    schema = schemathesis.openapi.from_url(f"{api.url}/openapi.json")
+    schema = schemathesis.openapi.from_url(f"{api.url}/openapi.json", headers=KEY)
     checks = [not_a_server_error, response_schema_conformance, content_type_conformance]
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 8
@@ -205,7 +220,7 @@ def test_secrets_never_in_errors_metrics_or_logs(api: Served, log_records, capfd
         httpx.get(f"{api.url}/v1/jobs/nope", headers=KEY),
         httpx.get(f"{api.url}/readyz"),
         httpx.get(f"{api.url}/metrics", headers=KEY),
-        httpx.get(f"{api.url}/openapi.json"),
+        httpx.get(f"{api.url}/openapi.json", headers=KEY),
     ]
     assert [r.status_code for r in responses] == [401, 422, 200, 400, 404, 404, 200, 200, 200]
     assert "esrag_http_requests" in responses[7].text

@@ -41,7 +41,7 @@ def test_page_and_state_refuse_without_or_with_wrong_key(settings: Settings):
         assert login.headers["location"] == "/dashboard"
         set_cookie = login.headers["set-cookie"]
         assert f"{COOKIE}={cookie_token('other-key')}" in set_cookie
-        for attribute in ("HttpOnly", "SameSite=strict", "Path=/dashboard"):
+        for attribute in ("HttpOnly", "SameSite=strict", "Path=/;"):
             assert attribute in set_cookie
         with httpx.Client(base_url=base, timeout=30) as browser:
             browser.cookies.set(COOKIE, cookie_token("other-key"))
