@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +92,16 @@ class Embedder:
     def tokenizer(self) -> Any:
         """The Hugging Face tokenizer the model embeds with."""
         return self.model.tokenizer
+
+    @cached_property
+    def counting_tokenizer(self) -> Any:
+        """A private copy of the tokenizer for counting tokens in another thread than ``encode``.
+
+        A fast tokenizer keeps its padding and truncation settings in shared state that
+        every call rewrites; counting (no padding) while ``encode`` pads a batch in another
+        thread can leave that batch unpadded ("Unable to create tensor").
+        """
+        return copy.deepcopy(self.model.tokenizer)
 
     @property
     def max_seq_length(self) -> int:

@@ -129,7 +129,7 @@ class _Run:
         self.errors: list[BaseException] = []
         self.to_embed: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_BATCHES)
         self.to_write: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_BATCHES)
-        self.counter = HFTokenCounter(embedder.tokenizer)
+        self.counter = HFTokenCounter(embedder.counting_tokenizer)  # chunking runs in the loader thread
         self.model_max = embedder.max_seq_length
         self.started = time.monotonic()
         self.refresh_saved: tuple[bool, Any] | None = None  # (was set, previous value)

@@ -1,0 +1,59 @@
+"""Chunking counts tokens in the ingest loader thread while the embedder pads batches in
+another: the counter must not share the embedder's tokenizer state."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from esrag.embedder import get_embedder
+from esrag.settings import load_settings
+from ingest.chunking import HFTokenCounter
+
+TEXTS = ["word " * (i * 13 % 300 + 1) for i in range(64)]
+
+
+def _race(counting_tokenizer, model, seconds: float = 4.0) -> tuple[int, list[str]]:
+    counter = HFTokenCounter(counting_tokenizer)
+    stop = threading.Event()
+
+    def count() -> None:
+        while not stop.is_set():
+            counter.count(TEXTS)
+
+    thread = threading.Thread(target=count)
+    thread.start()
+    errors: list[str] = []
+    batches = 0
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline and not errors:
+            try:  # what SentenceTransformer.encode runs on each batch
+                model.tokenize(TEXTS[batches % 7: batches % 7 + 16])
+            except ValueError as exc:
+                errors.append(str(exc)[:120])
+            batches += 1
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    return batches, errors
+
+
+def test_counting_tokenizer_is_a_private_copy():
+    embedder = get_embedder(load_settings())
+    assert embedder.counting_tokenizer is not embedder.tokenizer
+    assert embedder.counting_tokenizer is embedder.counting_tokenizer  # made once
+    assert embedder.counting_tokenizer("a test")["input_ids"] == embedder.tokenizer("a test")["input_ids"]
+
+
+def test_counting_while_encoding_never_leaves_a_batch_unpadded():
+    embedder = get_embedder(load_settings())
+    batches, errors = _race(embedder.counting_tokenizer, embedder.model)
+    assert errors == [] and batches > 10
+
+
+def test_the_shared_tokenizer_does_race():
+    """The failure the copy prevents, reproduced with the shared tokenizer."""
+    embedder = get_embedder(load_settings())
+    _, errors = _race(embedder.tokenizer, embedder.model, seconds=20.0)
+    assert errors and "Unable to create tensor" in errors[0]
