@@ -1,9 +1,9 @@
 """A real 3-node cluster from `esrag up --nodes 3`, and a node killed under load.
 
-The cluster runs on its own ports and state dir (never the shared node on 9200). The
-failover test works at the Elasticsearch client level: a bulk-indexing thread and a
-query thread (BM25 and kNN) run while one node gets SIGKILL. The Celery-job version of
-this test belongs with the workers package.
+The cluster runs on its own ports and state dir (never the shared node on 9200). Two
+failover tests: one at the Elasticsearch client level (a bulk-indexing thread and a query
+thread, BM25 and kNN, while one node gets SIGKILL), and one end to end: a real `esrag
+worker` ingests a job while esrag's own hybrid search runs, and a node gets SIGKILL.
 """
 
 from __future__ import annotations
@@ -262,6 +262,107 @@ def test_kill_a_node_during_bulk_indexing_and_queries(cluster: Cluster) -> None:
     assert max(tally.latencies) < 20.0
     assert count == DOCS
     assert len(ids) == DOCS and set(ids) == {f"c{i:05d}" for i in range(DOCS)}
+
+
+def _job_corpus(folder: Path, n: int) -> list[Path]:
+    """``n`` small text files, one chunk each."""
+    folder.mkdir()
+    files = []
+    for i in range(n):
+        words = " ".join(WORDS[(i * k) % len(WORDS)] for k in range(1, 40))
+        path = folder / f"doc{i:03d}.txt"
+        path.write_text(f"Failover document {i}. {words}.")
+        files.append(path)
+    return files
+
+
+FILES = 60
+
+
+@pytest.mark.timeout(600)
+def test_kill_a_node_while_a_worker_job_ingests(cluster: Cluster, tmp_path: Path) -> None:
+    import uuid
+
+    from esrag.embedder import get_embedder
+    from query.retrieval import search
+    from workers.jobstore import FINAL_STATES, JobStore
+    from workers.submit import submit_files
+
+    restart = cluster.cli("up", "--heap", HEAP, timeout=450)  # the previous test left a node down
+    assert restart.returncode == 0, restart.stderr
+    client = cluster.client()
+    client.cluster.health(wait_for_nodes="3", wait_for_status="green", timeout="120s")
+    victim = _victim(client, cluster)
+    queue = f"mn-{uuid.uuid4().hex[:8]}"
+    settings = cluster.settings.model_copy(update={
+        "es_url": ",".join(cluster.urls), "index": "mn-job", "queue": queue, "task_max_files": 1})
+    env = {**cluster.env, "ESRAG_ES_URL": settings.es_url, "ESRAG_INDEX": "mn-job", "ESRAG_QUEUE": queue,
+           "ESRAG_SHARDS": "3", "ESRAG_REPLICAS": "1", "ESRAG_TASK_MAX_FILES": "1",
+           "ESRAG_TASK_RETRY_BACKOFF_MAX": "4", "ESRAG_TORCH_THREADS": "1"}
+    files = _job_corpus(tmp_path / "docs", FILES)
+    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
+    worker = subprocess.Popen([sys.executable, "-m", "esrag.cli", "worker", "--loglevel", "WARNING"],
+                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    store = JobStore.from_url(settings.redis_url, patient=True)
+    errors: list[str] = []
+    latencies: list[tuple[float, float]] = []  # (finished at, seconds)
+    stop = threading.Event()
+
+    def query_loop() -> None:  # esrag's own search path, as the API runs it
+        n = 0
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                search(settings, WORDS[n % len(WORDS)], mode="hybrid", k=5, rerank=False)
+            except Exception as exc:  # noqa: BLE001 - every error is a failure of the test
+                errors.append(f"{type(exc).__name__}: {exc}"[:200])
+            latencies.append((time.monotonic(), time.monotonic() - started))
+            n += 1
+            time.sleep(0.2)
+
+    querier = threading.Thread(target=query_loop, daemon=True)
+    try:
+        get_embedder(settings).encode(["warm up"])  # the query model, loaded before the clock runs
+        job_id = submit_files(files, settings)
+        deadline = time.monotonic() + 300
+        while (job := store.get(job_id)) is not None and job.tasks_done < 10:
+            assert time.monotonic() < deadline, f"the job did not start: {job}"
+            time.sleep(0.1)
+        querier.start()
+        localnode.kill_node(victim)
+        killed_at_done = job.tasks_done
+        killed = time.monotonic()
+        while (job := store.get(job_id)) is not None and job.status not in FINAL_STATES:
+            assert time.monotonic() < deadline, f"the job did not finish: {job}"
+            time.sleep(0.5)
+        time.sleep(2.0)  # a few more searches against the degraded cluster
+        stop.set()
+        querier.join(timeout=120)
+        after_s = time.monotonic() - killed
+    finally:
+        stop.set()
+        os.killpg(worker.pid, 9)
+        worker.wait(timeout=30)
+    client.indices.refresh(index="mn-job")
+    count = client.count(index="mn-job")["count"]
+    hits = search(settings, "Failover document", mode="hybrid", k=5, rerank=False)
+    after = [sec for at, sec in latencies if at >= killed]
+    print("multinode job failover:", json.dumps({
+        "killed": victim.name, "searches": len(latencies), "searches_after_kill": len(after),
+        "max_search_s_after_kill": round(max(after, default=0.0), 2),
+        "p50_search_s": round(float(np.percentile([sec for _, sec in latencies], 50)), 3),
+        "job_seconds_after_kill": round(after_s, 1), "tasks_done_at_kill": killed_at_done}))
+    client.close()
+    assert localnode.read_pid(victim) is None
+    assert errors == []
+    assert len(after) >= 3
+    assert max(after) < 30.0, "a bounded latency spike, not an outage"
+    assert job is not None and job.status == "completed", job
+    assert killed_at_done < FILES, "the node died while the job was ingesting"
+    assert (job.tasks_total, job.tasks_done, job.tasks_failed) == (FILES, FILES, 0)
+    assert job.counters["chunks"] == FILES
+    assert count == FILES
+    assert len(hits) == 5
 
 
 def test_up_restarts_a_missing_node_and_down_stops_all(cluster: Cluster) -> None:
