@@ -1,12 +1,16 @@
 """Real chunks and their all-MiniLM-L6-v2 vectors, computed once and cached for the benchmarks.
 
-    .venv/bin/python bench/real_chunks.py [--docs DIR] [--max-chunks N]
+    .venv/bin/python bench/real_chunks.py [--docs DIR ...] [--max-chunks N] [--max-tokens T]
+                                          [--texts-only]
 
-Chunks the HTML pages of the Python 3.11 documentation (Debian's python3.11-doc) with
-esrag's own loader and chunker (settings defaults), embeds them with the esrag embedder
-(heading context line + text, as ingest does), and saves texts and vectors to
-``<cache_dir>/bench/real-chunks-<N>.npz``. Embedding is the slow part on CPU (tens of
-chunks per second on 2 cores), so the vectors are reused by quantization.py and heap.py.
+Chunks the HTML pages of the given documentation folders (default: Debian's python3.11-doc,
+then linux-doc, rust-doc and openjdk-17-doc where installed; pages in sorted order) with
+esrag's own loader and chunker, embeds them with the esrag embedder (heading context line
++ text, as ingest does), and saves texts and vectors to
+``<cache_dir>/bench/real-chunks-<N>-t<T>.npz``. Embedding is the slow part on CPU (about
+50 chunks/s at 48 tokens, 15 chunks/s at 200 tokens on 2 cores), so vectors are written
+in parts as they are made (a stopped run resumes) and reused by quantization.py and
+heap.py. ``--texts-only`` keeps texts and sources without embedding them.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +27,22 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DOCS = Path("/usr/share/doc/python3.11/html")
+DOCS = [Path("/usr/share/doc/python3.11/html"), Path("/usr/share/doc/linux-doc-6.1/html"),
+        Path("/usr/share/doc/rust-doc/html"), Path("/usr/share/doc/openjdk-17-doc/api")]
+PART = 2048
 
 
-def cache_file(max_chunks: int) -> Path:
-    """Where the chunks of a run capped at ``max_chunks`` are kept."""
+def cache_file(max_chunks: int, max_tokens: int, texts_only: bool = False) -> Path:
+    """Where the chunks of a run capped at ``max_chunks`` chunks of ``max_tokens`` are kept."""
     from esrag.settings import load_settings
 
-    return load_settings().cache_dir / "bench" / f"real-chunks-{max_chunks}.npz"
+    kind = "real-texts" if texts_only else "real-chunks"
+    return load_settings().cache_dir / "bench" / f"{kind}-{max_chunks}-t{max_tokens}.npz"
 
 
-def build(docs: Path, max_chunks: int) -> Path:
-    """Chunk and embed up to ``max_chunks`` chunks of ``docs`` (pages in sorted order); return the file."""
+def chunk_texts(docs: list[Path], max_chunks: int, max_tokens: int,
+                overlap: int) -> tuple[list[str], list[str], list[str]]:
+    """Texts, embedding inputs and sources of the first ``max_chunks`` chunks of ``docs``."""
     from esrag.embedder import get_embedder
     from esrag.settings import load_settings
     from ingest.chunking import HFTokenCounter, chunk_document
@@ -46,48 +55,94 @@ def build(docs: Path, max_chunks: int) -> Path:
     texts: list[str] = []
     inputs: list[str] = []
     sources: list[str] = []
-    for path in sorted(docs.rglob("*.html")):
+
+    def pages() -> Iterator[tuple[Path, Path]]:
+        for root in docs:
+            if root.is_dir():
+                for path in sorted(root.resolve().rglob("*.html")):
+                    yield root, path
+
+    for root, path in pages():
         for doc in load_file(path, settings.max_file_bytes):
             if not isinstance(doc, Document):
                 continue
-            for c in chunk_document(doc, counter, max_tokens=settings.chunk_max_tokens,
-                                    overlap=settings.chunk_overlap_tokens,
+            for c in chunk_document(doc, counter, max_tokens=max_tokens, overlap=overlap,
                                     model_max_tokens=embedder.max_seq_length):
                 texts.append(c.text)
                 inputs.append(c.embed_input())
-                sources.append(str(path.relative_to(docs)))
+                sources.append(f"{root.name}/{path.relative_to(root.resolve())}")
         if len(texts) >= max_chunks:
             break
-    texts, inputs, sources = texts[:max_chunks], inputs[:max_chunks], sources[:max_chunks]
-    t0 = time.perf_counter()
-    parts = []
-    for i in range(0, len(inputs), 512):
-        parts.append(embedder.encode(inputs[i:i + 512]))
-        done = i + len(parts[-1])
-        print(f"embedded {done}/{len(inputs)} ({done / (time.perf_counter() - t0):.1f}/s)", flush=True)
-    vectors = np.concatenate(parts)
-    seconds = time.perf_counter() - t0
-    out = cache_file(max_chunks)
+        if len(texts) and len(texts) % 10000 < 20:
+            print(f"chunked {len(texts)}", flush=True)
+    return texts[:max_chunks], inputs[:max_chunks], sources[:max_chunks]
+
+
+def build(docs: list[Path], max_chunks: int, max_tokens: int = 200, overlap: int = 32,
+          texts_only: bool = False) -> Path:
+    """Chunk (and unless ``texts_only`` embed) up to ``max_chunks`` chunks of ``docs``; return the file."""
+    from esrag.embedder import get_embedder
+    from esrag.settings import load_settings
+
+    out = cache_file(max_chunks, max_tokens, texts_only)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, vectors=vectors.astype(np.float32), texts=np.array(texts), sources=np.array(sources),
-             info=np.array(json.dumps({"model": embedder.info.name, "docs": str(docs), "chunks": len(texts),
-                                       "embed_seconds": round(seconds, 1)})))
+    texts, inputs, sources = chunk_texts(docs, max_chunks, max_tokens, overlap)
+    info = {"model": "all-MiniLM-L6-v2", "docs": [str(d) for d in docs], "chunks": len(texts),
+            "max_tokens": max_tokens, "overlap_tokens": overlap}
+    if texts_only:
+        np.savez(out, texts=np.array(texts), sources=np.array(sources), info=np.array(json.dumps(info)))
+        return out
+    embedder = get_embedder(load_settings())
+    parts_dir = out.with_suffix(".parts")
+    parts_dir.mkdir(exist_ok=True)
+    t0 = time.perf_counter()
+    made = 0
+    parts = []
+    for i in range(0, len(inputs), PART):
+        part = parts_dir / f"{i // PART:05d}.npy"
+        if not part.exists():
+            vecs = embedder.encode(inputs[i:i + PART]).astype(np.float32)
+            np.save(part.with_suffix(".tmp.npy"), vecs)
+            part.with_suffix(".tmp.npy").rename(part)
+            made += len(vecs)
+            print(f"embedded {i + len(vecs)}/{len(inputs)} ({made / (time.perf_counter() - t0):.1f}/s)",
+                  flush=True)
+        parts.append(np.load(part))
+    vectors = np.concatenate(parts)
+    info["embed_seconds_this_run"] = round(time.perf_counter() - t0, 1)
+    info["embedded_this_run"] = made
+    np.savez(out, vectors=vectors, texts=np.array(texts), sources=np.array(sources),
+             info=np.array(json.dumps(info)))
     return out
 
 
-def load(max_chunks: int) -> tuple[np.ndarray, list[str], list[str], dict]:
+def load(max_chunks: int, max_tokens: int = 200) -> tuple[np.ndarray, list[str], list[str], dict]:
     """Vectors, texts, sources and info of a cached run (built on first use)."""
-    path = cache_file(max_chunks)
+    path = cache_file(max_chunks, max_tokens)
     if not path.exists():
-        build(DOCS, max_chunks)
+        build(DOCS, max_chunks, max_tokens)
     data = np.load(path)
     return (data["vectors"], [str(t) for t in data["texts"]], [str(s) for s in data["sources"]],
             json.loads(str(data["info"])))
 
 
+def load_texts(max_chunks: int, max_tokens: int = 200,
+               docs: list[Path] | None = None) -> tuple[list[str], list[str], dict]:
+    """Texts, sources and info of a cached texts-only run of ``docs`` (built on first use; the
+    cache file is named by size and tokens only: one texts-only corpus per size)."""
+    path = cache_file(max_chunks, max_tokens, texts_only=True)
+    if not path.exists():
+        build(docs or DOCS, max_chunks, max_tokens, texts_only=True)
+    data = np.load(path)
+    return [str(t) for t in data["texts"]], [str(s) for s in data["sources"]], json.loads(str(data["info"]))
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--docs", type=Path, default=DOCS)
+    ap.add_argument("--docs", type=Path, nargs="+", default=DOCS)
     ap.add_argument("--max-chunks", type=int, default=20000)
+    ap.add_argument("--max-tokens", type=int, default=200)
+    ap.add_argument("--overlap", type=int, default=32)
+    ap.add_argument("--texts-only", action="store_true")
     a = ap.parse_args()
-    print(build(a.docs, a.max_chunks))
+    print(build(a.docs, a.max_chunks, a.max_tokens, a.overlap, a.texts_only))
