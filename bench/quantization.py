@@ -1,8 +1,8 @@
 """Quantization benchmark: recall@10, latency, disk and off-heap memory of each vector format.
 
-    .venv/bin/python bench/quantization.py [--max-chunks 20000] [--queries 200]
+    .venv/bin/python bench/quantization.py [--max-chunks 100000] [--max-tokens 64] [--queries 200]
 
-The same real chunk vectors (bench/real_chunks.py: Python docs, all-MiniLM-L6-v2, 384d)
+The same real chunk vectors (bench/real_chunks.py: Python then Linux docs, all-MiniLM-L6-v2, 384d)
 go into one index per format (hnsw float32, int8_hnsw, int4_hnsw, bbq_hnsw; esrag's
 m=16, ef_construction=100), force-merged to one segment. Queries are the first 12 words
 of evenly spaced chunks, embedded with the same model. Recall@10 is against the exact
@@ -58,6 +58,16 @@ def query_vectors(texts: list[str], n: int) -> tuple[list[str], np.ndarray]:
     picks = np.linspace(0, len(texts) - 1, n).astype(int)
     queries = [" ".join(texts[i].split()[:12]) for i in picks]
     return queries, get_embedder(load_settings()).encode(queries)
+
+
+def chunks_per_folder(sources: list[str], folders: list[str]) -> dict[str, int]:
+    """How many chunks came from each documentation folder (sources are ``<name>/<relative path>``)."""
+    counts = dict.fromkeys(folders, 0)
+    for src in sources:
+        rel = src.split("/", 1)[1]
+        home = next((f for f in folders if (Path(f) / rel).exists()), "unknown")
+        counts[home] = counts.get(home, 0) + 1
+    return counts
 
 
 def run_type(client, kind: str, vectors: np.ndarray, qvecs: np.ndarray, exact: np.ndarray,
@@ -124,7 +134,8 @@ def run_type(client, kind: str, vectors: np.ndarray, qvecs: np.ndarray, exact: n
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--max-chunks", type=int, default=20000)
+    ap.add_argument("--max-chunks", type=int, default=100000)
+    ap.add_argument("--max-tokens", type=int, default=64, help="chunk size of the cached corpus")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--num-candidates", type=int, default=100)
@@ -135,7 +146,7 @@ def main() -> None:
     from esrag.es import make_client
     from esrag.settings import load_settings
 
-    vectors, texts, _, info = load(a.max_chunks)
+    vectors, texts, sources, info = load(a.max_chunks, a.max_tokens)
     queries, qvecs = query_vectors(texts, a.queries)
     exact = np.argsort(-(qvecs @ vectors.T), axis=1)[:, :a.k]
     client = make_client(load_settings(), timeout=600)
@@ -148,7 +159,9 @@ def main() -> None:
     out = {
         "benchmark": "quantization", "machine": machine_info(es_version),
         "corpus": {**info, "vectors": int(vectors.shape[0]), "dims": int(vectors.shape[1]),
-                   "what": "real chunks of the Python 3.11 HTML docs, all-MiniLM-L6-v2 vectors"},
+                   "chunks_per_folder": chunks_per_folder(sources, info.get("docs", [])),
+                   "what": "real chunks of Debian's documentation packages (pages in sorted order), "
+                           "all-MiniLM-L6-v2 vectors"},
         "queries": {"count": len(queries), "what": "first 12 words of evenly spaced chunks",
                     "k": a.k, "num_candidates": a.num_candidates, "examples": queries[:3]},
         "ground_truth": "exact cosine top-k in numpy over the same float32 vectors",

@@ -40,6 +40,11 @@ def cache_file(max_chunks: int, max_tokens: int, texts_only: bool = False) -> Pa
     return load_settings().cache_dir / "bench" / f"{kind}-{max_chunks}-t{max_tokens}.npz"
 
 
+def package_name(root: Path) -> str:
+    """``linux-doc-6.1`` for /usr/share/doc/linux-doc-6.1/html: the folder that names the package."""
+    return root.parent.name if root.name in ("html", "api") else root.name
+
+
 def chunk_texts(docs: list[Path], max_chunks: int, max_tokens: int,
                 overlap: int) -> tuple[list[str], list[str], list[str]]:
     """Texts, embedding inputs and sources of the first ``max_chunks`` chunks of ``docs``."""
@@ -70,7 +75,7 @@ def chunk_texts(docs: list[Path], max_chunks: int, max_tokens: int,
                                     model_max_tokens=embedder.max_seq_length):
                 texts.append(c.text)
                 inputs.append(c.embed_input())
-                sources.append(f"{root.name}/{path.relative_to(root.resolve())}")
+                sources.append(f"{package_name(root)}/{path.relative_to(root.resolve())}")
         if len(texts) >= max_chunks:
             break
         if len(texts) and len(texts) % 10000 < 20:
