@@ -52,8 +52,11 @@ def test_counting_while_encoding_never_leaves_a_batch_unpadded():
     assert errors == [] and batches > 10
 
 
-def test_the_shared_tokenizer_does_race():
-    """The failure the copy prevents, reproduced with the shared tokenizer."""
+def test_the_ingest_pipeline_chunks_with_the_private_copy():
+    """The race itself is timing-dependent (with the shared tokenizer it showed within a few
+    batches here, but not on every machine), so the wiring is checked directly too."""
+    from ingest.pipeline import _Run
+
     embedder = get_embedder(load_settings())
-    _, errors = _race(embedder.tokenizer, embedder.model, seconds=20.0)
-    assert errors and "Unable to create tensor" in errors[0]
+    run = _Run(load_settings(), None, embedder, "unused", [], None, 2000)  # type: ignore[arg-type]
+    assert run.counter.tokenizer is embedder.counting_tokenizer
