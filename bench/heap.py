@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -76,6 +77,8 @@ def worker_job(url: str, key: str, folder: Path, step: int) -> dict:
     """Rewrite two small files, ingest them through the API and a worker, wait for the job."""
     import httpx
 
+    from workers.jobstore import FINAL_STATES
+
     folder.mkdir(parents=True, exist_ok=True)
     for n in range(2):
         (folder / f"job{n}.md").write_text(f"# Step {step} file {n}\n\n" + " ".join(
@@ -86,7 +89,7 @@ def worker_job(url: str, key: str, folder: Path, step: int) -> dict:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             state = http.get(f"/v1/jobs/{job}").json()
-            if state["status"] in ("completed", "completed_with_failures", "canceled"):
+            if state["status"] in FINAL_STATES:
                 return {"job_status": state["status"]}
             time.sleep(1)
     return {"job_status": "timeout"}
@@ -143,7 +146,7 @@ def main() -> None:
 
     from elasticsearch.helpers import streaming_bulk
 
-    from bench.load import free_port, served_api
+    from bench.load import free_port, served_api, stop_process
     from esrag import localnode
     from esrag.embedder import ModelInfo
     from esrag.es import make_client
@@ -163,7 +166,7 @@ def main() -> None:
                              es_heap=a.heap, vector_index_type="hnsw")
     key = uuid.uuid4().hex
     jobs_dir = state / "jobs"
-    env = {**__import__("os").environ, "ESRAG_ES_URL": settings.es_url, "ESRAG_INDEX": settings.index,
+    env = {**os.environ, "ESRAG_ES_URL": settings.es_url, "ESRAG_INDEX": settings.index,
            "ESRAG_VECTOR_INDEX_TYPE": "hnsw", "ESRAG_API_KEYS": f'["{key}"]',
            "ESRAG_ALLOWED_ROOTS": f'["{state}"]', "ESRAG_QUEUE": f"bench-heap-{key[:6]}"}
     rng = np.random.default_rng(7)
@@ -222,11 +225,7 @@ def main() -> None:
         print(a.out)
     finally:
         if worker is not None:
-            worker.terminate()
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            stop_process(worker, 30)
         localnode.stop_nodes(settings)
         shutil.rmtree(state, ignore_errors=True)
 

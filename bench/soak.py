@@ -24,7 +24,7 @@ from statistics import mean
 import httpx
 import psutil
 
-from bench.load import ROOT, bench_index, corpus_files, free_port, run_load, served_api
+from bench.load import ROOT, bench_index, corpus_files, free_port, run_load, served_api, stop_process
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -104,12 +104,7 @@ def main() -> None:
                 jobs = [httpx.get(f"{url}/v1/jobs/{j}", headers={"X-API-Key": key}).json() for j in job_ids
                         if not j.startswith("HTTP")]
         finally:
-            worker.terminate()
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+            stop_process(worker, 30)
             import shutil
 
             shutil.rmtree(workdir, ignore_errors=True)
