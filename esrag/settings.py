@@ -81,9 +81,9 @@ class Settings(BaseSettings):
 
     # Retrieval
     num_candidates: int = Field(100, ge=1, le=10000)
-    fusion: Literal["rrf", "weighted"] = "rrf"
+    fusion: Literal["dbsf", "rrf", "weighted"] = "dbsf"
     rrf_k: int = Field(60, ge=1)
-    hybrid_weight_dense: float = Field(0.94, ge=0.0, le=1.0)
+    hybrid_weight_dense: float = Field(0.8, ge=0.0, le=1.0)
     rerank: bool = False
     rerank_model: str | None = None
     rerank_depth: int = Field(50, ge=1, le=1000)

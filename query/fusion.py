@@ -1,7 +1,8 @@
-"""Client-side fusion of ranked lists: reciprocal rank fusion and a normalized weighted sum."""
+"""Client-side fusion of ranked lists: reciprocal rank fusion and normalized weighted sums."""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 
 
@@ -38,6 +39,40 @@ def weighted(
 ) -> list[tuple[str, float]]:
     """Weighted sum of min-max normalized scores; an id missing from a list scores 0 there."""
     ns, nd = min_max(sparse), min_max(dense)
+    ids = list(dict.fromkeys([d for d, _ in sparse] + [d for d, _ in dense]))
+    fused = {d: (1.0 - weight_dense) * ns.get(d, 0.0) + weight_dense * nd.get(d, 0.0) for d in ids}
+    order = {d: i for i, d in enumerate(ids)}
+    return sorted(fused.items(), key=lambda item: (-item[1], order[item[0]]))
+
+
+def dbsf_normalize(scores: Sequence[tuple[str, float]], window: int | None = None) -> dict[str, float]:
+    """Distribution-based normalization: (s - (mean - 3 sd)) / (6 sd), mean and sd of the top ``window``.
+
+    Taking the statistics from the head of the list only makes the normalization independent
+    of how deep the list was fetched. A list whose head scores are all equal maps to 1.
+    """
+    if not scores:
+        return {}
+    head = [s for _, s in scores[:window]] if window else [s for _, s in scores]
+    mean, sd = statistics.fmean(head), statistics.pstdev(head)
+    if sd == 0.0:
+        return {d: 1.0 for d, _ in scores}
+    low = mean - 3.0 * sd
+    return {d: (s - low) / (6.0 * sd) for d, s in scores}
+
+
+def dbsf(
+    sparse: Sequence[tuple[str, float]],
+    dense: Sequence[tuple[str, float]],
+    weight_dense: float = 0.5,
+    window: int | None = None,
+) -> list[tuple[str, float]]:
+    """Distribution-based score fusion: weighted sum of ``dbsf_normalize``d scores.
+
+    An id missing from a list scores 0 there. Unlike min-max, one outlier score does not
+    squash the rest of its list, and score gaps (how much better the top hit is) survive.
+    """
+    ns, nd = dbsf_normalize(sparse, window), dbsf_normalize(dense, window)
     ids = list(dict.fromkeys([d for d, _ in sparse] + [d for d, _ in dense]))
     fused = {d: (1.0 - weight_dense) * ns.get(d, 0.0) + weight_dense * nd.get(d, 0.0) for d in ids}
     order = {d: i for i, d in enumerate(ids)}

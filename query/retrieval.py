@@ -242,7 +242,9 @@ def retrieve(
         docs = {h["_id"]: h for h in sparse + dense}
         s_pairs = [(h["_id"], float(h["_score"])) for h in sparse]
         d_pairs = [(h["_id"], float(h["_score"])) for h in dense]
-        if settings.fusion == "weighted":
+        if settings.fusion == "dbsf":
+            fused = fusion.dbsf(s_pairs, d_pairs, settings.hybrid_weight_dense, settings.hybrid_window)
+        elif settings.fusion == "weighted":
             fused = fusion.weighted(s_pairs, d_pairs, settings.hybrid_weight_dense)
         else:
             w = settings.hybrid_weight_dense  # 0.5 is classic RRF: both lists weigh 1

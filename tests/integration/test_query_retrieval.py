@@ -8,6 +8,7 @@ from query_corpus import N_CHUNKS, corpus_alias
 from esrag.embedder import ModelInfo, get_embedder, resolve_model_path
 from esrag.errors import ModelMismatch
 from esrag.index import ensure_index
+from query import fusion
 from query.filters import FilterError
 from query.retrieval import IndexMissing, search
 
@@ -46,8 +47,18 @@ def test_dense_mode(corpus):
     assert 0.5 < hits[0].score <= 1.0
 
 
+def test_hybrid_default_is_dbsf_over_both_legs(corpus):
+    assert (corpus.fusion, corpus.hybrid_weight_dense, corpus.hybrid_window) == ("dbsf", 0.8, 50)
+    legs = [[(h.chunk_id, h.score) for h in search(corpus, Q, mode=m, k=50)] for m in ("bm25", "dense")]
+    expected = fusion.dbsf(legs[0], legs[1], 0.8, 50)
+    hits = search(corpus, Q, mode="hybrid", k=7)
+    assert ids(hits) == [d for d, _ in expected]
+    assert [h.score for h in hits] == pytest.approx([s for _, s in expected])
+    assert ids(hits)[0] == "python-files#0" and set(ids(hits)) == ALL_CHUNKS
+
+
 def test_hybrid_rrf_scores(corpus):
-    hits = search(corpus, Q, mode="hybrid", k=3)
+    hits = search(corpus.model_copy(update={"fusion": "rrf"}), Q, mode="hybrid", k=3)
     assert ids(hits) == ["python-files#0", "secret-notes#0", "secret-notes#1"]
     assert hits[0].score == pytest.approx(2 / 61)  # first in both legs
 
