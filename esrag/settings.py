@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     rerank_model: str | None = None
     rerank_depth: int = Field(50, ge=1, le=1000)
     rerank_batch_size: int = Field(16, ge=1)
+    rerank_cache_size: int = Field(20_000, ge=0)  # bi-encoder passage vectors kept (3 KB each)
     hybrid_window: int = Field(50, ge=1, le=1000)  # candidates per retriever before fusion
 
     # Generation

@@ -8,12 +8,16 @@ cross-encoder such as ms-marco-MiniLM-L-6-v2) uses sentence-transformers' CrossE
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
+
+import numpy as np
+from cachetools import LRUCache
 
 from esrag.embedder import configure_torch
 from esrag.errors import ConfigError
@@ -64,26 +68,44 @@ class CrossEncoderReranker:
 
 
 class BiEncoderReranker:
-    """Cosine similarity of query and passage under a (stronger) sentence-transformers bi-encoder."""
+    """Cosine similarity of query and passage under a (stronger) sentence-transformers bi-encoder.
+
+    Passage vectors do not depend on the query, so the last ``cache_size`` of them are kept
+    (keyed by a digest of the text): a passage retrieved again is not encoded again.
+    """
 
     kind = "bi-encoder"
 
-    def __init__(self, path: Path, name: str, batch_size: int = 16, device: str | None = None):
+    def __init__(self, path: Path, name: str, batch_size: int = 16, device: str | None = None,
+                 cache_size: int = 0):
         from sentence_transformers import SentenceTransformer
 
         self.name = name
         self.batch_size = batch_size
         self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
         self.model.max_seq_length = min(self.model.max_seq_length or MAX_LENGTH, MAX_LENGTH)
+        self.cache: LRUCache[bytes, np.ndarray] | None = LRUCache(cache_size) if cache_size else None
         self._lock = threading.Lock()
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=False)
 
     def scores(self, query: str, texts: list[str]) -> list[float]:
         """Cosine of normalized embeddings, texts encoded in batches (truncated to the model's max)."""
         with self._lock:
-            vecs = self.model.encode([query, *texts], batch_size=self.batch_size,
-                                     normalize_embeddings=True, convert_to_numpy=True,
-                                     show_progress_bar=False)
-        return [float(x) for x in vecs[1:] @ vecs[0]]
+            if self.cache is None:
+                vecs = self._encode([query, *texts])
+                return [float(x) for x in vecs[1:] @ vecs[0]]
+            keys = [hashlib.blake2b(t.encode(), digest_size=16).digest() for t in texts]
+            missing = list(dict.fromkeys(k for k in keys if k not in self.cache))
+            fresh = {k: t for k, t in zip(keys, texts, strict=True) if k in missing}
+            vecs = self._encode([query, *(fresh[k] for k in missing)])
+            found = {k: self.cache[k] for k in keys if k in self.cache}
+            for k, v in zip(missing, vecs[1:], strict=True):
+                self.cache[k] = found[k] = v
+            passages = np.stack([found[k] for k in keys])
+        return [float(x) for x in passages @ vecs[0]]
 
 
 class HitReranker:
@@ -123,22 +145,22 @@ def model_kind(path: Path) -> str:
 
 @lru_cache(maxsize=4)
 def _load(model: str | None, cache_dir: str, batch_size: int, device: str | None,
-          threads: int | None) -> HitReranker:
+          threads: int | None, cache_size: int = 0) -> HitReranker:
     configure_torch(threads)
     if model in (None, "", MPNET_NAME):
         from esrag.settings import load_settings
 
         path = mpnet_path(load_settings(cache_dir=Path(cache_dir)))
-        return HitReranker(BiEncoderReranker(path, MPNET_NAME, batch_size, device))
+        return HitReranker(BiEncoderReranker(path, MPNET_NAME, batch_size, device, cache_size))
     path = Path(model).expanduser()
     if not path.is_dir():
         raise ConfigError(f"ESRAG_RERANK_MODEL {model} is not a local model folder (no hub is contacted)")
     if model_kind(path) == "cross-encoder":
         return HitReranker(CrossEncoderReranker(path, batch_size, device))
-    return HitReranker(BiEncoderReranker(path, path.name, batch_size, device))
+    return HitReranker(BiEncoderReranker(path, path.name, batch_size, device, cache_size))
 
 
 def get_reranker(settings: Settings) -> HitReranker:
     """The reranker configured by ``ESRAG_RERANK_MODEL`` (default all-mpnet-base-v2), loaded once."""
     return _load(settings.rerank_model, str(settings.cache_dir), settings.rerank_batch_size,
-                 settings.embed_device, settings.torch_threads)
+                 settings.embed_device, settings.torch_threads, settings.rerank_cache_size)

@@ -139,3 +139,29 @@ def test_rerank_default_mpnet(corpus):
     assert ids(hits)[0] == "python-files#0"
     assert hits[0].score == pytest.approx(reranker.scorer.scores(Q, [hits[0].text])[0], abs=1e-5)
     assert get_embedder(corpus).name == "all-MiniLM-L6-v2"
+
+
+def test_bi_encoder_passage_cache(corpus):
+    from query.models import mpnet_path
+    from query.rerank import BiEncoderReranker
+
+    class Counting(BiEncoderReranker):
+        encoded: list[str] = []
+
+        def _encode(self, texts):
+            self.encoded.extend(texts)
+            return super()._encode(texts)
+
+    path = mpnet_path(corpus)
+    plain = BiEncoderReranker(path, "mpnet")
+    cached = Counting(path, "mpnet", cache_size=2)
+    texts = ["Read a file line by line with a for loop.", "Bread needs a hot oven.",
+             "Read a file line by line with a for loop.", "Vacuum reclaims space."]
+    expected = plain.scores(Q, texts)
+    assert cached.scores(Q, texts) == pytest.approx(expected, abs=1e-5)
+    # the repeated passage was encoded once; only the last two distinct passages are kept
+    assert cached.encoded == [Q, texts[0], texts[1], texts[3]]
+    assert len(cached.cache) == 2
+    cached.encoded.clear()
+    assert cached.scores("bread", texts[1:]) == pytest.approx(plain.scores("bread", texts[1:]), abs=1e-5)
+    assert cached.encoded == ["bread", texts[2]]  # texts[0] (= texts[2]) had been evicted
