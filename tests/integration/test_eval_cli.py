@@ -36,11 +36,16 @@ def test_eval_small_chatterbot_slice(settings, tmp_path: Path, capsys):
     assert report.read_text().count("<svg") == 4
     ndcg = out["results"][DEFAULT_MODE]["ndcg@10"]
     assert ndcg >= base["ndcg@10"] - base["margin"], f"nDCG@10 {ndcg} fell below the baseline {base}"
-    # A second run reuses the index (unchanged documents are skipped); --limit cuts the queries.
-    args = ["eval", str(data), "--mode", "bm25", "--json", "--index", settings.index, "--limit", "5"]
+    # A second run reuses the index (unchanged documents are skipped); --limit cuts the queries;
+    # --answers scores the default (extractive) backend's answers against the reference answers:
+    # 5 answers, each with a citation, a third of the cited documents judged relevant.
+    args = ["eval", str(data), "--mode", "bm25", "--json", "--index", settings.index, "--limit", "5",
+            "--answers"]
     assert main(args) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["queries"] == 5
+    assert again["answers"] == {"answers": 5, "token_f1": 0.3299, "cited_share": 1.0,
+                                "citation_precision": 0.3333}
 
 
 def test_eval_missing_qrels_is_one_line(tmp_path: Path, capsys):
