@@ -2,7 +2,8 @@
 
 Queries are the FAQ's questions (the h3 headings of faq/*.html); each one's relevant document
 is its answer section, indexed without the question heading (else the query would be a copy
-of the title). The corpus is every other section of the Python documentation, split by
+of the title); that section is also the reference answer. The corpus is every other section
+of the Python documentation, split by
 heading, with the stable id ``path#section-anchor``.
 """
 
@@ -113,7 +114,8 @@ def build(root: Path = DEFAULT_DOCS, *, small: bool = False, sample: int = 250, 
                 if faq_pages is None or rel in faq_pages:
                     corpus.append(doc)
                     qid = sec.doc_id
-                    queries.append({"_id": qid, "text": sec.heading})
+                    # the answer section is also the reference answer (for --answers)
+                    queries.append({"_id": qid, "text": sec.heading, "metadata": {"answers": [sec.text]}})
                     qrels.append((qid, sec.doc_id, 1))
                     continue
             others.append(doc)

@@ -22,6 +22,9 @@ def test_python_faq_small_slice_is_deterministic(tmp_path: Path):
     ds = beir.load_dataset(tmp_path / "a")
     assert ds.queries["faq/general.html#what-is-python"] == "What is Python?"
     assert ds.qrels["faq/general.html#what-is-python"] == {"faq/general.html#what-is-python": 1}
+    assert len(ds.answers) == len(ds.queries) == 22
+    (ref,) = ds.answers["faq/general.html#what-is-python"]
+    assert ref.startswith("Python is an interpreted, interactive, object-oriented programming language.")
 
 
 @pytest.mark.skipif(not (DOCS / "faq").is_dir(), reason="python3.11-doc is not installed")
