@@ -3,8 +3,7 @@
 Queries are the FAQ's questions (the h3 headings of faq/*.html); each one's relevant document
 is its answer section, indexed without the question heading (else the query would be a copy
 of the title); that section is also the reference answer. The corpus is every other section
-of the Python documentation, split by
-heading, with the stable id ``path#section-anchor``.
+of the Python documentation, split by heading, with the stable id ``path#section-anchor``.
 """
 
 from __future__ import annotations
