@@ -1,6 +1,9 @@
 """Coverage-guided fuzzing of every loader with atheris (libFuzzer), run as a script:
 
-    python tests/fuzz/atheris_loaders.py SEED_DIR -max_total_time=30 -rss_limit_mb=2048
+    (ulimit -v 3145728; python tests/fuzz/atheris_loaders.py SEED_DIR -max_total_time=30 -rss_limit_mb=0)
+
+(an address-space cap rather than -rss_limit_mb, which counts a parent's peak RSS when the
+harness is started from a large process: Linux keeps ru_maxrss across exec).
 
 The first input byte picks the format (.txt .md .html .pdf .docx .jsonl), the rest is the
 file. The property is the one of tests/unit/test_loader_fuzz.py: a loader yields Documents
