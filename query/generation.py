@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import re
 import threading
@@ -106,6 +107,9 @@ class LlamaCppBackend:
             raise ConfigError("a .gguf ESRAG_LLM_MODEL_PATH needs the llama-cpp-python package") from None
         self.llm = Llama(model_path=str(path), n_ctx=4096, n_threads=threads, verbose=False)
         self._lock = threading.Lock()
+        # Free the model while the interpreter is whole: Llama.__del__ at shutdown runs after
+        # llama_cpp's module globals are gone and prints an ignored TypeError.
+        atexit.register(self.llm.close)
 
     def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
         """Chat completion with the model's own chat template, streamed."""
