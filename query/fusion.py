@@ -38,7 +38,17 @@ def weighted(
     sparse: Sequence[tuple[str, float]], dense: Sequence[tuple[str, float]], weight_dense: float = 0.5
 ) -> list[tuple[str, float]]:
     """Weighted sum of min-max normalized scores; an id missing from a list scores 0 there."""
-    ns, nd = min_max(sparse), min_max(dense)
+    return _weighted_sum(sparse, dense, min_max(sparse), min_max(dense), weight_dense)
+
+
+def _weighted_sum(
+    sparse: Sequence[tuple[str, float]],
+    dense: Sequence[tuple[str, float]],
+    ns: dict[str, float],
+    nd: dict[str, float],
+    weight_dense: float,
+) -> list[tuple[str, float]]:
+    """(1 - w) * ns + w * nd over the ids of both lists (0 where missing); ties keep first-seen order."""
     ids = list(dict.fromkeys([d for d, _ in sparse] + [d for d, _ in dense]))
     fused = {d: (1.0 - weight_dense) * ns.get(d, 0.0) + weight_dense * nd.get(d, 0.0) for d in ids}
     order = {d: i for i, d in enumerate(ids)}
@@ -72,8 +82,5 @@ def dbsf(
     An id missing from a list scores 0 there. Unlike min-max, one outlier score does not
     squash the rest of its list, and score gaps (how much better the top hit is) survive.
     """
-    ns, nd = dbsf_normalize(sparse, window), dbsf_normalize(dense, window)
-    ids = list(dict.fromkeys([d for d, _ in sparse] + [d for d, _ in dense]))
-    fused = {d: (1.0 - weight_dense) * ns.get(d, 0.0) + weight_dense * nd.get(d, 0.0) for d in ids}
-    order = {d: i for i, d in enumerate(ids)}
-    return sorted(fused.items(), key=lambda item: (-item[1], order[item[0]]))
+    return _weighted_sum(sparse, dense, dbsf_normalize(sparse, window), dbsf_normalize(dense, window),
+                         weight_dense)
