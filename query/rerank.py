@@ -98,10 +98,9 @@ class BiEncoderReranker:
                 vecs = self._encode([query, *texts])
                 return [float(x) for x in vecs[1:] @ vecs[0]]
             keys = [hashlib.blake2b(t.encode(), digest_size=16).digest() for t in texts]
-            missing = list(dict.fromkeys(k for k in keys if k not in self.cache))
-            fresh = {k: t for k, t in zip(keys, texts, strict=True) if k in missing}
-            vecs = self._encode([query, *(fresh[k] for k in missing)])
-            found = {k: self.cache[k] for k in keys if k in self.cache}
+            missing = {k: t for k, t in zip(keys, texts, strict=True) if k not in self.cache}
+            vecs = self._encode([query, *missing.values()])
+            found = {k: self.cache[k] for k in keys if k not in missing}
             for k, v in zip(missing, vecs[1:], strict=True):
                 self.cache[k] = found[k] = v
             passages = np.stack([found[k] for k in keys])
