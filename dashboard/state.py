@@ -117,8 +117,7 @@ class StateReader:
         if cached is not None:
             return cached
         tasks = store.tasks(job.id).values()
-        stats = {"tasks_retried": sum(max(int(t.get("attempts", 0)) - 1, 0) for t in tasks),
-                 "tasks_running": sum(1 for t in tasks if t.get("state") == "running")}
+        stats = {"tasks_retried": sum(max(int(t.get("attempts", 0)) - 1, 0) for t in tasks)}
         if job.status in FINAL_STATES:
             self._task_cache[key] = stats
         return stats

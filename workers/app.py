@@ -14,8 +14,11 @@ def make_celery(settings: Settings) -> Celery:
 
     Delivery is at-least-once: tasks are acknowledged after they finish (acks_late), a
     task whose worker process dies is requeued (reject_on_worker_lost), and a message
-    unacknowledged for ``task_visibility_timeout`` seconds (a worker killed outright) is
-    redelivered. Tasks are idempotent, so redelivery duplicates nothing.
+    unacknowledged for ``task_visibility_timeout`` seconds is redelivered. A worker killed
+    outright does not wait for that: its task's lease expires after
+    ``task_lease_seconds`` and a live worker publishes it again (workers/leases.py).
+    Tasks are idempotent, so redelivery duplicates nothing. Each task has a soft and a
+    hard time limit, both below the visibility timeout.
     """
     app = Celery("esrag", broker=settings.redis_url, include=["workers.tasks"])
     restore = max(1, min(10, settings.task_visibility_timeout // 5))
@@ -37,5 +40,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_send_task_events=True,
         task_send_sent_event=True,
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        task_soft_time_limit=settings.task_soft_time_limit,
+        task_time_limit=settings.task_time_limit,
     )
     return app

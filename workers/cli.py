@@ -9,9 +9,10 @@ import time
 import uuid
 from typing import Annotated
 
+import redis
 import typer
 
-from esrag.errors import EsragError
+from esrag.errors import EsragError, ServiceUnavailable
 from esrag.settings import Settings, load_settings
 from workers.jobstore import FINAL_STATES, Job, JobStore
 
@@ -27,9 +28,11 @@ def worker(
 ) -> None:
     """Run a Celery ingest worker in the foreground."""
     from workers.app import make_celery
+    from workers.leases import install_reaper
 
     settings = load_settings(worker_concurrency=concurrency)
     app = make_celery(settings)
+    install_reaper(settings, (queues or settings.queue).split(","))
     node = name or f"esrag-{uuid.uuid4().hex[:6]}@%h"
     app.worker_main([
         "worker", f"--concurrency={settings.worker_concurrency}", "-Q", queues or settings.queue,
@@ -49,8 +52,9 @@ def jobs(
         typer.echo(json.dumps(listed, indent=2))
         return
     for j in listed:
+        stalled = f" stalled={j['tasks_stalled']}" if j["tasks_stalled"] else ""
         typer.echo(f"{j['id']}  {j['status']:<24} {j['progress'] * 100:5.1f}%  "
-                   f"chunks={j['chunks']} failed={len(j['failed'])}  index={j['index']}")
+                   f"chunks={j['chunks']} failed={len(j['failed'])}{stalled}  index={j['index']}")
 
 
 def job(
@@ -89,6 +93,9 @@ def _print_job(j: Job) -> None:
     typer.echo(f"  tasks {d['tasks_done']} done, {d['tasks_failed']} failed of {d['tasks_total']}; "
                f"documents={d['documents']} chunks={d['chunks']} indexed={d['indexed']} "
                f"skipped_unchanged={d['skipped_unchanged']} deleted={d['deleted']}")
+    if d["tasks_stalled"]:
+        typer.echo(f"  {d['tasks_stalled']} task(s) stalled: their worker was lost; a live worker runs "
+                   "them again once their lease expires")
     for f in d["failed"]:
         typer.echo(f"  failed: {f['source']}: {f['error']}")
 
@@ -117,7 +124,8 @@ def wait_for_job(store: JobStore, job_id: str, *, show_progress: bool, timeout: 
             if snap.status in FINAL_STATES:
                 return snap
             if deadline is not None and time.monotonic() > deadline:
-                raise EsragError(f"job {job_id} did not finish within {timeout:.0f}s")
+                raise EsragError(f"job {job_id} did not finish within {timeout:g} s; it goes on on the "
+                                 f"workers (see `esrag job {job_id}`)")
             time.sleep(0.5)
     finally:
         if bar is not None:
@@ -154,6 +162,9 @@ def ingest(
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the job to its end")] = True,
     local: Annotated[bool, typer.Option("--local", help="ingest in this process, not on workers")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    timeout: Annotated[
+        float | None, typer.Option(help="with --wait: give up waiting after this many seconds", min=1)
+    ] = None,
 ) -> None:
     """Parse, chunk, embed and index documents (on workers when one is online)."""
     from ingest.cli import print_summary, run_ingest
@@ -175,8 +186,15 @@ def ingest(
     if not wait:
         typer.echo(json.dumps({"job": job_id, "files": len(files)}) if as_json else job_id)
         return
-    done = wait_for_job(JobStore.from_url(settings.redis_url, patient=True), job_id,
-                        show_progress=_is_tty() and not as_json)
+    patience = min(timeout or settings.jobstore_retry_seconds, settings.jobstore_retry_seconds)
+    try:
+        done = wait_for_job(JobStore.from_url(settings.redis_url, patient=True, patience=patience), job_id,
+                            show_progress=_is_tty() and not as_json, timeout=timeout)
+    except redis.RedisError as exc:
+        raise ServiceUnavailable(
+            f"Redis at {settings.safe_redis_url} stayed unavailable ({type(exc).__name__}) while waiting for "
+            f"job {job_id}; the job is kept: see `esrag job {job_id}` once Redis is back"
+        ) from None
     summary = job_summary(done)
     if as_json:
         typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))

@@ -10,6 +10,7 @@ and updatable while Elasticsearch is down (tasks back off and retry then). Layou
 - ``esrag:job:<id>:done``        set of task ids whose result was counted (once each)
 - ``esrag:job:<id>:failures``    hash: source -> one-line reason
 - ``esrag:job:<id>:rate``        list of "unix_ts chunks" samples for the throughput chart
+- ``esrag:leases:<queue>``       sorted set of the leases of running tasks (workers/leases.py)
 
 A task's result is counted exactly once (a Lua script adds the task to ``done`` and
 increments the counters atomically), so a redelivered task never double-counts.
@@ -32,6 +33,16 @@ from esrag.settings import Settings
 
 COUNTERS = ("documents", "chunks", "indexed", "skipped_unchanged", "deleted", "embedded")
 FINAL_STATES = ("completed", "completed_with_failures", "canceled")
+
+
+def lease_key(queue: str) -> str:
+    """The sorted set of the leases of the tasks of ``queue`` (member -> expiry)."""
+    return f"esrag:leases:{queue}"
+
+
+def member(job_id: str, task_id: str) -> str:
+    """A task's member in its queue's lease set."""
+    return f"{job_id} {task_id}"
 
 _RECORD_RESULT = """
 if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
@@ -75,6 +86,8 @@ class Job:
     files_total: int
     counters: dict[str, int]
     failures: list[dict[str, str]] = field(default_factory=list)
+    tasks_running: int = 0
+    tasks_stalled: int = 0
 
     @property
     def progress(self) -> float:
@@ -89,7 +102,7 @@ class Job:
         elapsed = (end - self.started) if self.started else 0.0
         rate = self.counters.get("chunks", 0) / elapsed if elapsed > 0 else 0.0
         remaining = None
-        if 0 < self.progress < 1 and elapsed > 0:
+        if 0 < self.progress < 1 and elapsed > 0 and not self.tasks_stalled:
             remaining = elapsed * (1 - self.progress) / self.progress
         return {
             "id": self.id,
@@ -102,12 +115,23 @@ class Job:
             "tasks_done": self.tasks_done,
             "tasks_failed": self.tasks_failed,
             "files_total": self.files_total,
+            "tasks_running": self.tasks_running,
+            "tasks_stalled": self.tasks_stalled,
             "progress": round(self.progress, 4),
             "chunks_per_s": round(rate, 2),
             "eta_s": round(remaining, 1) if remaining is not None else None,
             **self.counters,
             "failed": self.failures,
         }
+
+
+def retries_for(patience: float) -> int:
+    """Retries of a backoff of 0.25, 0.5, 1 ... capped at 5 s that last about ``patience`` s."""
+    total, n = 0.0, 0
+    while total < patience:
+        total += min(5.0, 0.25 * 2**n)
+        n += 1
+    return max(n, 1)
 
 
 class JobStore:
@@ -118,16 +142,18 @@ class JobStore:
         self._record = client.register_script(_RECORD_RESULT)
 
     @classmethod
-    def from_url(cls, url: str, *, patient: bool = False) -> JobStore:
+    def from_url(cls, url: str, *, patient: bool = False, patience: float = 120.0) -> JobStore:
         """A store on the Redis at ``url``.
 
-        A patient store (workers) retries for about two minutes through a Redis restart;
-        an impatient one (submission, API) fails at once so the user hears about it.
+        A patient store (workers, ``--wait``) retries every call, with exponential backoff
+        capped at 5 s, for about ``patience`` seconds through a Redis restart (connection
+        refused, timeouts, LOADING while Redis reads its AOF back); an impatient one
+        (submission, API) fails at once so the user hears about it.
         """
         kwargs: dict[str, Any] = {"decode_responses": True, "socket_timeout": 10,
                                   "socket_connect_timeout": 5}
         if patient:
-            kwargs["retry"] = Retry(ExponentialBackoff(cap=5.0, base=0.25), retries=40)
+            kwargs["retry"] = Retry(ExponentialBackoff(cap=5.0, base=0.25), retries=retries_for(patience))
             kwargs["retry_on_error"] = [redis.ConnectionError, redis.TimeoutError]
         return cls(redis.Redis.from_url(url, **kwargs))
 
@@ -148,14 +174,14 @@ class JobStore:
     def _key(job_id: str, part: str = "") -> str:
         return f"esrag:job:{job_id}" + (f":{part}" if part else "")
 
-    def create(self, index: str, tasks: list[list[str]]) -> tuple[str, list[str]]:
+    def create(self, index: str, tasks: list[list[str]], *, queue: str = "ingest") -> tuple[str, list[str]]:
         """Record a new job and its tasks in one transaction; return (job id, task ids)."""
         job_id = uuid.uuid4().hex[:12]
         now = time.time()
         task_ids = [f"{job_id}-{i:05d}" for i in range(len(tasks))]
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(self._key(job_id), mapping={
-            "id": job_id, "status": "queued", "index": index, "created": now,
+            "id": job_id, "status": "queued", "index": index, "queue": queue, "created": now,
             "tasks_total": len(tasks), "tasks_done": 0, "tasks_failed": 0,
             "files_total": sum(len(t) for t in tasks), **{c: 0 for c in COUNTERS},
         })
@@ -187,10 +213,30 @@ class JobStore:
         raw = self.r.hget(self._key(job_id, "tasks"), task_id)
         return json.loads(raw) if raw else None
 
+    def counted(self, job_id: str, task_id: str) -> bool:
+        """True when the task's result has been counted."""
+        return bool(self.r.sismember(self._key(job_id, "done"), task_id))
+
     def tasks(self, job_id: str) -> dict[str, dict[str, Any]]:
         """Every task of a job by id."""
         raw = self.r.hgetall(self._key(job_id, "tasks"))
         return {tid: json.loads(v) for tid, v in sorted(raw.items())}
+
+    def task_states(self, job_id: str, queue: str | None = None) -> dict[str, str]:
+        """Each task's state as shown: a ``running`` task whose lease has expired (its
+        worker is gone and no live worker has reclaimed it yet) shows as ``stalled``."""
+        tasks = self.tasks(job_id)
+        queue = queue or self.r.hget(self._key(job_id), "queue") or "ingest"
+        states = {t: str(rec.get("state", "pending")) for t, rec in tasks.items()}
+        running = [t for t, s in states.items() if s == "running"]
+        if running:
+            secs, micros = self.r.time()
+            now = secs + micros / 1e6
+            expiry = self.r.zmscore(lease_key(queue), [member(job_id, t) for t in running])
+            for t, exp in zip(running, expiry, strict=True):
+                if exp is None or float(exp) <= now:
+                    states[t] = "stalled"
+        return states
 
     def status(self, job_id: str) -> str | None:
         """The job's status, or None for an unknown job."""
@@ -243,7 +289,7 @@ class JobStore:
         extra = sum(1 for tid in tasks if "-r" in tid)
         for tid, rec in tasks.items():
             if rec.get("state") == "failed":
-                rec.update(state="pending", error=None)
+                rec.update(state="pending", error=None, lost=0)
                 pipe.hset(self._key(job_id, "tasks"), tid, json.dumps(rec))
                 pipe.srem(self._key(job_id, "done"), tid)
                 pipe.hincrby(self._key(job_id), "tasks_failed", -1)
@@ -283,6 +329,10 @@ class JobStore:
             value = raw.get(name)
             return float(value) if value not in (None, "") else None
 
+        running = stalled = 0
+        if raw["status"] not in FINAL_STATES:
+            states = list(self.task_states(job_id, raw.get("queue")).values())
+            running, stalled = states.count("running"), states.count("stalled")
         return Job(
             id=job_id, status=raw["status"], index=raw.get("index", ""),
             created=float(raw["created"]), started=num("started"), finished=num("finished"),
@@ -290,6 +340,7 @@ class JobStore:
             tasks_failed=int(raw.get("tasks_failed", 0)), files_total=int(raw.get("files_total", 0)),
             counters={c: int(raw.get(c, 0)) for c in COUNTERS},
             failures=[{"source": s, "error": e} for s, e in sorted(failures.items())],
+            tasks_running=running, tasks_stalled=stalled,
         )
 
     def list(self, limit: int = 50) -> list[Job]:

@@ -61,7 +61,7 @@ def submit_files(files: list[Path], settings: Settings) -> str:
     tasks = plan_tasks(files, settings.task_max_files, settings.task_max_bytes)
     try:
         store.r.ping()
-        job_id, task_ids = store.create(settings.index, tasks)
+        job_id, task_ids = store.create(settings.index, tasks, queue=settings.queue)
     except redis.RedisError as exc:
         raise ServiceUnavailable(
             f"Redis at {settings.safe_redis_url} is unavailable ({type(exc).__name__}); job not submitted"
@@ -86,11 +86,18 @@ def submit_files(files: list[Path], settings: Settings) -> str:
     return job_id
 
 
-def enqueue(app: object, job_id: str, task_id: str, files: list[str], settings: Settings) -> None:
+# kombu's Redis transport serves priority 0 first: a task taken back from a lost worker
+# (workers/leases.py) goes ahead of the tasks still queued, so it runs again in seconds.
+PRIORITY_NORMAL = 3
+PRIORITY_RECLAIMED = 0
+
+
+def enqueue(app: object, job_id: str, task_id: str, files: list[str], settings: Settings, *,
+            priority: int = PRIORITY_NORMAL) -> None:
     """Publish one task message (its Celery id is the task id, so requeues are traceable)."""
     app.send_task(  # type: ignore[attr-defined]
         TASK_NAME, args=[job_id, task_id, files, settings.index], task_id=f"{task_id}",
-        queue=settings.queue, retry=False,
+        queue=settings.queue, retry=False, priority=priority,
     )
 
 
@@ -103,7 +110,7 @@ def requeue_unfinished(job_id: str, settings: Settings) -> int:
     """Rebuild a lost queue: re-enqueue every task of the job not yet counted."""
     return _reenqueue(job_id, settings, lambda store: [
         (tid, rec["files"]) for tid, rec in store.tasks(job_id).items()
-        if rec.get("state") not in ("done", "failed")
+        if rec.get("state") not in ("done", "failed") and not store.counted(job_id, tid)
     ])
 
 

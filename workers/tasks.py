@@ -8,14 +8,15 @@ from pathlib import Path
 
 import redis
 from celery import shared_task
-from celery.exceptions import Retry
+from celery.exceptions import Retry, SoftTimeLimitExceeded
 from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, TransportError
 
 from esrag.embedder import get_embedder
 from esrag.errors import EsragError, ServiceUnavailable
-from esrag.settings import load_settings
+from esrag.settings import Settings, load_settings
 from workers.app import TASK_NAME
 from workers.jobstore import COUNTERS, JobStore
+from workers.leases import Heartbeat, Leases
 
 TRANSIENT = (ConnectionError, ConnectionTimeout, TransportError, ServiceUnavailable,
              redis.ConnectionError, redis.TimeoutError)
@@ -34,11 +35,13 @@ def backoff(retries: int, cap: float) -> float:
 
 @shared_task(bind=True, name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, max_retries=None)
 def ingest_batch(self, job_id: str, task_id: str, files: list[str], index: str) -> str:  # noqa: ANN001
-    """Ingest ``files`` into ``index`` for a job; count the result once; never block the job."""
-    from ingest.pipeline import ingest_files
+    """Ingest ``files`` into ``index`` for a job; count the result once; never block the job.
 
+    The run holds the task's lease (workers/leases.py) while it works: a run that starts
+    while another holds it, or after the result was counted, does nothing.
+    """
     settings = load_settings(index=index)
-    store = JobStore.from_url(settings.redis_url, patient=True)
+    store = JobStore.from_url(settings.redis_url, patient=True, patience=settings.jobstore_retry_seconds)
     status = store.status(job_id)
     if status is None:
         return "unknown job"
@@ -46,16 +49,35 @@ def ingest_batch(self, job_id: str, task_id: str, files: list[str], index: str) 
         store.record_result(job_id, task_id, {}, {}, failed=False, error="canceled")
         return "canceled"
     worker = f"{socket.gethostname()}:{self.request.hostname}"
-    store.mark_started(job_id, task_id, worker)
+    queue = store.r.hget(store._key(job_id), "queue") or settings.queue
+    leases = Leases(store, queue)
+    verdict, token = leases.acquire(job_id, task_id, worker, settings.task_lease_seconds)
+    if token is None:
+        return verdict  # "counted", "held" or "gone": this delivery is a duplicate
+    try:
+        with Heartbeat(leases, job_id, task_id, token, settings.task_lease_seconds):
+            outcome = _run(self, store, settings, job_id, task_id, files, worker, leases, token)
+    except SoftTimeLimitExceeded:
+        leases.expire(job_id, task_id, token, "timeout")  # a live reaper reruns or fails it
+        return "timed out"
+    leases.release(job_id, task_id, token)
+    return outcome
+
+
+def _run(self, store: JobStore, settings: Settings, job_id: str, task_id: str,  # noqa: ANN001
+         files: list[str], worker: str, leases: Leases, token: str) -> str:
+    from ingest.pipeline import ingest_files
+
     try:
         missing = [f for f in files if not Path(f).exists()]
         readable = [Path(f) for f in files if f not in missing]
         summary = ingest_files(readable, settings, embedder=get_embedder(settings))
-    except Retry:
+    except (Retry, SoftTimeLimitExceeded):
         raise
     except Exception as exc:  # decide: retry transient failures, fail the task otherwise
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}".strip()
         if _transient(exc) and self.request.retries < settings.task_max_retries:
+            leases.release(job_id, task_id, token, state="retrying")
             raise self.retry(exc=exc, countdown=backoff(self.request.retries,
                                                         settings.task_retry_backoff_max)) from None
         tries = self.request.retries + 1

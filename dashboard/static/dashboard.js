@@ -102,6 +102,7 @@
           <span>tasks <b data-k="tasks_done">${num(j.tasks_done)}</b> done, <b data-k="tasks_failed">${num(j.tasks_failed)}</b> failed, <b data-k="tasks_total">${num(j.tasks_total)}</b> total</span>
           <span>files failed <b data-k="files_failed">${num(j.files_failed)}</b></span>
           <span>retries <b data-k="tasks_retried">${num(j.tasks_retried)}</b></span>
+          ${j.tasks_stalled ? `<span class="stalled" title="worker lost; a live worker runs these again once their lease expires">stalled <b data-k="tasks_stalled">${num(j.tasks_stalled)}</b></span>` : ""}
         </div>
         <div class="stats muted">
           <span>throughput <b>${esc(j.chunks_per_s)}</b> chunks/s · <b>${esc(j.docs_per_s)}</b> docs/s</span>

@@ -6,7 +6,9 @@ restart Redis without disturbing anything else; workers are `esrag worker` subpr
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +28,10 @@ from ingest.pipeline import ingest_files
 from workers.jobstore import FINAL_STATES, Job, JobStore
 from workers.submit import submit_files
 
+LEASE = 10  # seconds (default 30)
+CPU_CAP = 40  # CPU seconds per worker process in the poison test; a small file's task needs far less
+SOFT_LIMIT = 20  # seconds, soft time limit in the timeout test
+POISON_PARAGRAPHS = 3000  # thousands of chunks: minutes of CPU to embed
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho "
          "sigma tau upsilon phi chi psi omega").split()
 
@@ -67,11 +73,24 @@ class Stack:
             self.redis_proc.terminate()
             self.redis_proc.wait(timeout=20)
 
-    def start_worker(self) -> subprocess.Popen:
+    def start_worker(self, name: str | None = None, cpu_seconds: int | None = None) -> subprocess.Popen:
+        """An `esrag worker`; ``cpu_seconds`` caps the CPU time of each of its processes
+        (RLIMIT_CPU, as `ulimit -t` or a container's limit would): the kernel kills a
+        process that uses more (SIGXCPU)."""
         log = open(self.redis_dir.parent / f"worker-{len(self.workers)}.log", "wb")  # noqa: SIM115
+
+        def limits() -> None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            if cpu_seconds is not None:
+                resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+
         proc = subprocess.Popen(
-            [sys.executable, "-m", "esrag.cli", "worker", "--loglevel", "WARNING"],
+            [sys.executable, "-m", "esrag.cli", "worker", "--loglevel", "WARNING",
+             *(["--name", f"{name}@%h"] if name else [])],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=limits,
         )
         self.workers.append(proc)
         return proc
@@ -99,12 +118,13 @@ class Stack:
 def stack(settings: Settings, tmp_path: Path) -> Iterator[Stack]:
     port = _free_port()
     queue = f"test-{uuid.uuid4().hex[:8]}"
+    # default visibility timeout (an hour) and time limits; only the lease is shortened
     env = {**os.environ, "ESRAG_REDIS_URL": f"redis://127.0.0.1:{port}/0", "ESRAG_QUEUE": queue,
-           "ESRAG_INDEX": settings.index, "ESRAG_TASK_VISIBILITY_TIMEOUT": "15",
+           "ESRAG_INDEX": settings.index, "ESRAG_TASK_LEASE_SECONDS": str(LEASE),
            "ESRAG_TASK_MAX_FILES": "1", "ESRAG_TASK_RETRY_BACKOFF_MAX": "4", "ESRAG_TORCH_THREADS": "1"}
     st = Stack(tmp_path / "redis", port, env,
                load_settings(index=settings.index, redis_url=env["ESRAG_REDIS_URL"], queue=queue,
-                             task_max_files=1, task_visibility_timeout=15))
+                             task_max_files=1, task_lease_seconds=LEASE))
     st.start_redis()
     yield st
     for proc in st.workers:
@@ -126,6 +146,11 @@ def _corpus(folder: Path, n: int, paragraphs: int = 3) -> list[Path]:
         path.write_text(text)
         files.append(path)
     return files
+
+
+def _node(task: dict) -> str:
+    """The Celery node name of the worker that ran a task ("host:name@host" in the record)."""
+    return str(task.get("worker", "")).split(":", 1)[-1]
 
 
 def _chunk_ids(es: Elasticsearch, alias: str) -> list[str]:
@@ -158,45 +183,122 @@ def test_two_workers_match_sync_ingest(es: Elasticsearch, stack: Stack, settings
 
 @pytest.mark.timeout(300)
 def test_kill_9_worker_mid_job(es: Elasticsearch, stack: Stack, settings: Settings, tmp_path: Path):
+    """Default visibility timeout (an hour): the killed worker's task must come back through
+    its lease, shown as stalled meanwhile, and run exactly once more on the survivor."""
     files = _corpus(tmp_path / "docs", 30)
     expected = _sync_ids(es, files, settings)
-    victim = stack.start_worker()
-    stack.start_worker()
+    victim = stack.start_worker(name="victim")
+    stack.start_worker(name="survivor")
     job_id = submit_files(files, stack.settings)
     store = stack.store()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    held = None
+    deadline = time.monotonic() + 150
+    while held is None and time.monotonic() < deadline:
         job = store.get(job_id)
-        running = [t for t in store.tasks(job_id).values() if t["state"] == "running"]
-        if job.tasks_done >= 3 and running:
-            break
-        time.sleep(0.2)
+        tasks = store.tasks(job_id)
+        on_victim = [t for t, rec in tasks.items()
+                     if rec["state"] == "running" and _node(rec).startswith("victim@")]
+        if job.tasks_done >= 3 and on_victim:
+            held = on_victim[0]
+        else:
+            time.sleep(0.1)
+    assert held is not None, "the victim never held a task"
     stack.kill_worker(victim)
+    killed = time.monotonic()
+    # until its lease expires and a live worker reclaims it, the task shows as stalled
+    seen_stalled = False
+    while time.monotonic() < killed + 60:
+        rec = store.task(job_id, held)
+        if rec["attempts"] >= 2:
+            break
+        if store.task_states(job_id)[held] == "stalled":
+            snapshot = store.get(job_id)
+            seen_stalled |= snapshot.tasks_stalled >= 1 and snapshot.to_dict()["eta_s"] is None
+        time.sleep(0.2)
+    assert store.task(job_id, held)["attempts"] == 2, "the lost task did not run again within 60 s"
+    assert seen_stalled
     job = stack.wait(job_id, 200)
     assert job.status == "completed"
-    assert job.tasks_done == 30
+    assert (job.tasks_done, job.tasks_failed, job.tasks_stalled) == (30, 0, 0)
+    assert job.counters["documents"] == 30
+    assert job.counters["chunks"] == len(expected)
+    rec = store.task(job_id, held)
+    assert (rec["state"], rec["attempts"], rec["lost"]) == ("done", 2, 1)
+    assert _node(rec).startswith("survivor@")
+    others = [r["attempts"] for t, r in store.tasks(job_id).items() if t != held]
+    assert others == [1] * 29
     ids = _chunk_ids(es, settings.index)
     assert ids == expected
     assert len(ids) == len(set(ids))
 
 
 @pytest.mark.timeout(300)
-def test_redis_restart_mid_job(es: Elasticsearch, stack: Stack, settings: Settings, tmp_path: Path):
-    files = _corpus(tmp_path / "docs", 16)
+def test_redis_restart_mid_task_under_ingest_wait(es: Elasticsearch, stack: Stack, settings: Settings,
+                                                  tmp_path: Path):
+    """`esrag ingest --wait --timeout` rides out a Redis restart in the middle of a task;
+    the task records its result afterwards and nothing is lost or counted twice."""
+    from workers.cli import workers_online
+
+    files = _corpus(tmp_path / "docs", 8, paragraphs=30)
     expected = _sync_ids(es, files, settings)
     stack.start_worker()
-    job_id = submit_files(files, stack.settings)
-    store = stack.store()
     deadline = time.monotonic() + 120
-    while store.get(job_id).tasks_done < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    stack.stop_redis()
-    time.sleep(3)
-    stack.start_redis()
-    job = stack.wait(job_id, 240)
-    assert job.status == "completed"
-    assert job.tasks_done == 16
+    while not workers_online(stack.settings) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "esrag.cli", "ingest", str(tmp_path / "docs"), "--wait", "--timeout", "240",
+         "--json"], env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        store = stack.store()
+        running = None
+        deadline = time.monotonic() + 150
+        while running is None and time.monotonic() < deadline:
+            job_ids = store.r.zrange("esrag:jobs", 0, -1)
+            if job_ids:
+                states = store.task_states(job_ids[0])
+                done = list(states.values()).count("done")
+                running = next((t for t, st in states.items() if st == "running" and done >= 1), None)
+            time.sleep(0.1)
+        assert running is not None
+        stack.stop_redis()
+        time.sleep(5)
+        stack.start_redis()
+        out, err = cli.communicate(timeout=260)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+    assert cli.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["status"] == "completed"
+    assert (summary["documents"], summary["chunks"], summary["failed"]) == (8, len(expected), [])
+    job = store.get(summary["job"])
+    assert (job.tasks_done, job.tasks_failed) == (8, 0)
+    assert store.task(job.id, running)["state"] == "done"
     assert _chunk_ids(es, settings.index) == expected
+
+
+@pytest.mark.timeout(240)
+def test_ingest_wait_timeout_is_one_line(stack: Stack, settings: Settings, tmp_path: Path):
+    """--timeout ends the wait with one line and exit 1; the job goes on on the worker."""
+    from workers.cli import workers_online
+
+    _corpus(tmp_path / "docs", 3)
+    stack.start_worker()
+    deadline = time.monotonic() + 120
+    while not workers_online(stack.settings) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    proc = subprocess.run(
+        [sys.executable, "-m", "esrag.cli", "ingest", str(tmp_path / "docs"), "--timeout", "1"],
+        env=stack.env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1
+    m = re.fullmatch(r"error: job (\w+) did not finish within 1 s; it goes on on the workers "
+                     r"\(see `esrag job \1`\)\n", proc.stderr)
+    assert m, proc.stderr
+    job = stack.wait(m.group(1), 180)
+    assert (job.status, job.counters["documents"]) == ("completed", 3)
 
 
 @pytest.mark.timeout(240)
@@ -271,3 +373,63 @@ def test_elasticsearch_down_mid_job(es: Elasticsearch, stack: Stack, private_es:
         assert _chunk_ids(client, settings.index) == expected
     finally:
         client.close()
+
+
+def _costly_file(path: Path, paragraphs: int) -> Path:
+    """A text file whose embedding costs minutes of CPU (thousands of chunks)."""
+    path.write_text("\n\n".join(
+        f"Section {p}. " + " ".join(WORDS[(p * 11 + k * 5) % len(WORDS)] + str(k % 97) for k in range(150))
+        for p in range(paragraphs)))
+    return path
+
+
+def _ids_of(es: Elasticsearch, alias: str, sources: list[Path]) -> list[str]:
+    es.indices.refresh(index=alias)
+    hits = scan(es, index=alias, _source=False,
+                query={"query": {"terms": {"source": [str(p) for p in sources]}}})
+    return sorted(h["_id"] for h in hits)
+
+
+@pytest.mark.timeout(420)
+def test_file_that_kills_its_worker_fails_after_max_attempts(es: Elasticsearch, stack: Stack,
+                                                             settings: Settings, tmp_path: Path):
+    """A file whose processing gets the worker process killed (here by the kernel, at the
+    CPU-time cap an operator set with RLIMIT_CPU) dies with it on every delivery: after
+    ESRAG_TASK_MAX_ATTEMPTS (3) deaths its file is a one-line failure, the other files index."""
+    files = _corpus(tmp_path / "docs", 3)
+    poison = _costly_file(tmp_path / "docs" / "costly.txt", POISON_PARAGRAPHS)
+    expected = _sync_ids(es, files, settings)
+    stack.start_worker(cpu_seconds=CPU_CAP)
+    job_id = submit_files([*files, poison], stack.settings)
+    job = stack.wait(job_id, 380)
+    assert job.status == "completed_with_failures"
+    assert job.failures == [{"source": str(poison),
+                             "error": "worker died while processing this file (3 attempts)"}]
+    assert (job.tasks_done, job.tasks_failed) == (3, 1)
+    assert job.counters["documents"] == 3
+    assert job.counters["chunks"] == len(expected)
+    store = stack.store()
+    rec = next(r for r in store.tasks(job_id).values() if r["files"] == [str(poison)])
+    assert (rec["state"], rec["attempts"], rec["lost"]) == ("failed", 3, 3)
+    assert _ids_of(es, settings.index, files) == expected
+
+
+@pytest.mark.timeout(420)
+def test_task_over_its_soft_time_limit_fails_after_max_attempts(es: Elasticsearch, stack: Stack,
+                                                                settings: Settings, tmp_path: Path):
+    """A task over ESRAG_TASK_SOFT_TIME_LIMIT stops, counts as a lost attempt and runs again;
+    after 3 its file is a one-line failure."""
+    files = _corpus(tmp_path / "docs", 2)
+    slow = _costly_file(tmp_path / "docs" / "slow.txt", POISON_PARAGRAPHS)
+    expected = _sync_ids(es, files, settings)
+    stack.env.update(ESRAG_TASK_SOFT_TIME_LIMIT=str(SOFT_LIMIT), ESRAG_TASK_TIME_LIMIT=str(SOFT_LIMIT * 4))
+    stack.start_worker()
+    job_id = submit_files([*files, slow], stack.settings)
+    job = stack.wait(job_id, 380)
+    assert job.status == "completed_with_failures"
+    assert job.failures == [{"source": str(slow), "error": f"task timed out after {SOFT_LIMIT} s while "
+                                                          "processing this file (3 attempts)"}]
+    assert (job.tasks_done, job.tasks_failed, job.counters["documents"]) == (2, 1, 2)
+    rec = next(r for r in stack.store().tasks(job_id).values() if r["files"] == [str(slow)])
+    assert (rec["state"], rec["attempts"], rec["lost"]) == ("failed", 3, 3)
+    assert _ids_of(es, settings.index, files) == expected
