@@ -111,8 +111,10 @@ class Settings(BaseSettings):
     task_visibility_timeout: int = Field(3600, ge=5)
     task_lease_seconds: float = Field(30.0, ge=1)  # a lost worker's task runs again after this
     task_max_attempts: int = Field(3, ge=1)  # worker deaths or timeouts before a task's files fail
-    task_time_limit: float = Field(3000.0, gt=0)  # hard limit: the worker process is killed
-    task_soft_time_limit: float = Field(2700.0, gt=0)  # the task stops and counts as a lost attempt
+    # hard limit (the worker process is killed); default 5/6 of the visibility timeout
+    task_time_limit: float | None = Field(None, gt=0, validate_default=True)
+    # soft limit (the task stops, a lost attempt); default 9/10 of the hard limit
+    task_soft_time_limit: float | None = Field(None, gt=0, validate_default=True)
     jobstore_retry_seconds: float = Field(300.0, gt=0)  # workers retry job-store calls this long
     worker_concurrency: int = Field(1, ge=1)
     shared_roots: list[Path] = Field(default_factory=list)
@@ -148,16 +150,20 @@ class Settings(BaseSettings):
 
     @field_validator("task_time_limit")
     @classmethod
-    def _below_visibility(cls, value: float, info: ValidationInfo) -> float:
+    def _below_visibility(cls, value: float | None, info: ValidationInfo) -> float:
         visibility = info.data.get("task_visibility_timeout")
+        if value is None:
+            return (visibility or 3600) * 5 / 6
         if visibility is not None and value >= visibility:
             raise ValueError(f"must be below ESRAG_TASK_VISIBILITY_TIMEOUT ({visibility})")
         return value
 
     @field_validator("task_soft_time_limit")
     @classmethod
-    def _below_hard_limit(cls, value: float, info: ValidationInfo) -> float:
+    def _below_hard_limit(cls, value: float | None, info: ValidationInfo) -> float:
         hard = info.data.get("task_time_limit")
+        if value is None:
+            return (hard or 3000) * 0.9
         if hard is not None and value >= hard:
             raise ValueError(f"must be below ESRAG_TASK_TIME_LIMIT ({hard:g})")
         return value

@@ -283,7 +283,7 @@ def install_reaper(settings: Settings, queues: list[str]) -> None:
 
             reaper = Reaper(Leases(store, queue), interval=settings.task_lease_seconds / 3,
                             max_attempts=settings.task_max_attempts,
-                            soft_limit=settings.task_soft_time_limit, publish=publish)
+                            soft_limit=settings.task_soft_time_limit or 0.0, publish=publish)
             reaper.start()
             running.append(reaper)
 
