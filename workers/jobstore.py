@@ -243,8 +243,11 @@ class JobStore:
         return self.r.hget(self._key(job_id), "status")
 
     def mark_started(self, job_id: str, task_id: str, worker: str) -> int:
-        """Note that a worker picked the task up; return its attempt number."""
+        """Note that a worker picked the task up; return its attempt number. A task whose
+        result is counted stays as it is (workers take the task's lease instead: leases.py)."""
         rec = self.task(job_id, task_id) or {"files": [], "attempts": 0}
+        if self.counted(job_id, task_id):
+            return int(rec.get("attempts", 0))
         rec.update(state="running", worker=worker, attempts=int(rec.get("attempts", 0)) + 1)
         queued = self.status(job_id) == "queued"
         pipe = self.r.pipeline(transaction=True)
