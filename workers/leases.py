@@ -106,6 +106,19 @@ return {verdict, rec.lost, loss, cjson.encode(rec.files or {})}
 """
 
 
+# KEYS: tasks, leases   ARGV: task id, member, loss  (undo a reclaim whose publish failed)
+_UNRECLAIM = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local rec = cjson.decode(raw)
+rec.lost = math.max(0, (tonumber(rec.lost) or 1) - 1)
+rec.loss = ARGV[3]
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
+redis.call('ZADD', KEYS[2], 0, ARGV[2])
+return 1
+"""
+
+
 def loss_message(loss: str, attempts: int, soft_limit: float) -> str:
     """The one-line failure of a task that was lost ``attempts`` times."""
     count = f"{attempts} attempt{'' if attempts == 1 else 's'}"
@@ -125,6 +138,7 @@ class Leases:
         self._renew = r.register_script(_RENEW)
         self._end = r.register_script(_END)
         self._reclaim = r.register_script(_RECLAIM)
+        self._unreclaim = r.register_script(_UNRECLAIM)
 
     def _keys(self, job_id: str) -> list[str]:
         k = self.store._key
@@ -180,6 +194,12 @@ class Leases:
             return res[0], 0, "", []
         files = json.loads(res[3])
         return res[0], int(res[1]), res[2], list(files) if isinstance(files, list) else []
+
+    def unreclaim(self, job_id: str, task_id: str, loss: str) -> None:
+        """Put an expired lease back (its task could not be published): the loss is not
+        counted, and the next reaper round reclaims it again."""
+        keys = [self.store._key(job_id, "tasks"), self.key]
+        self._unreclaim(keys=keys, args=[task_id, member(job_id, task_id), loss])
 
 
 class Heartbeat:
@@ -247,13 +267,17 @@ class Reaper:
                 store.record_result(job_id, task_id, {}, dict.fromkeys(files, reason), failed=True,
                                     error=reason)
             elif verdict == "requeue":
-                job = store.r.hget(store._key(job_id), "index") or ""
+                index = store.r.hget(store._key(job_id), "index") or ""
                 if store.status(job_id) == "canceled":
                     store.record_result(job_id, task_id, {}, {}, failed=False, error="canceled")
                 else:
                     log.warning("task %s lost (%s, %d of %d attempts); publishing it again",
                                 task_id, loss, losses, self.max_attempts)
-                    self.publish(job_id, task_id, files, job)
+                    try:
+                        self.publish(job_id, task_id, files, index)
+                    except Exception:
+                        self.leases.unreclaim(job_id, task_id, loss)  # the next round tries again
+                        raise
             done.append((job_id, task_id, verdict))
         return done
 

@@ -120,3 +120,21 @@ def test_retrying_run_gives_its_lease_back(store: JobStore, queue: str) -> None:
     assert leases.release(job_id, t0, token, state="retrying") is True
     assert store.task_states(job_id) == {t0: "retrying"}
     assert leases.acquire(job_id, t0, "w1", 30)[0] == "ok"
+
+
+def test_failed_publish_leaves_the_lease_for_the_next_round(store: JobStore, queue: str) -> None:
+    job_id, (t0,) = store.create("idx", [["/a"]], queue=queue)
+    leases = Leases(store, queue)
+    leases.acquire(job_id, t0, "w1", 30)
+    store.r.zadd(lease_key(queue), {f"{job_id} {t0}": 0})
+
+    def broken(*_: object) -> None:
+        raise ConnectionError("broker down")
+
+    with pytest.raises(ConnectionError):
+        Reaper(leases, interval=60, max_attempts=3, soft_limit=2700, publish=broken).reap()
+    assert store.task(job_id, t0)["lost"] == 0
+    published: list[tuple[str, str, list[str], str]] = []
+    assert _reaper(leases, published).reap() == [(job_id, t0, "requeue")]
+    assert published == [(job_id, t0, ["/a"], "idx")]
+    assert store.task(job_id, t0)["lost"] == 1
