@@ -16,9 +16,10 @@ import redis
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from dashboard.auth import COOKIE, cookie_token, is_authorised, require_key, valid_key
+from dashboard.auth import COOKIE, cookie_token, identify_request, require_role
 from dashboard.state import StateReader, one_line
 from esrag.errors import EsragError
+from esrag.keys import identify, keyed
 from esrag.settings import Settings
 from workers.jobstore import JobStore
 
@@ -44,28 +45,31 @@ def unauthorised_page() -> HTMLResponse:
     body = ("<!doctype html><html lang=en><meta charset=utf-8><title>esrag dashboard: 401</title>"
             "<body style='font:15px system-ui,sans-serif;margin:3em;color:#222'>"
             "<h1>401: API key required</h1><p>Open <code>/dashboard?key=&lt;your API key&gt;</code> "
-            "(one of ESRAG_API_KEYS), or send it as <code>X-API-Key</code>.</p></body></html>")
+            "(an admin key: one of ESRAG_API_KEYS or an <code>esrag keys add --role admin</code> key), "
+            "or send it as <code>X-API-Key</code>.</p></body></html>")
     return HTMLResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
 
 def make_router(settings: Settings) -> APIRouter:
-    """Routes of the operations dashboard for ``settings``, behind the API keys."""
+    """Routes of the operations dashboard for ``settings``, for admin keys only."""
     reader = StateReader(settings)
-    auth = require_key(settings)
+    auth = require_role("admin", settings)
     router = APIRouter(tags=["dashboard"])
 
     @router.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
     def page(request: Request, key: str | None = None) -> Response:
-        if key is not None and not settings.api_keys:
+        if key is not None and not keyed(settings):
             return RedirectResponse("/dashboard", status_code=303)
         if key is not None:
-            if not valid_key(settings, key):
+            principal = identify(settings, key)
+            if principal is None or not principal.allows("admin"):
                 return unauthorised_page()
             response = RedirectResponse("/dashboard", status_code=303)
             response.set_cookie(COOKIE, cookie_token(key), httponly=True, samesite="strict",
                                 path="/", secure=request.url.scheme == "https")  # /docs reads it too
             return response
-        if not is_authorised(settings, request):
+        principal = identify_request(settings, request)
+        if principal is None or not principal.allows("admin"):
             return unauthorised_page()
         return HTMLResponse(render_page(settings), headers={"Cache-Control": "no-store"})
 
