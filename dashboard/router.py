@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from dashboard.auth import COOKIE, cookie_token, identify_request, require_role
 from dashboard.state import StateReader, one_line
 from esrag.errors import EsragError
-from esrag.keys import identify, keyed
+from esrag.keys import Principal, identify, keyed
 from esrag.settings import Settings
 from workers.jobstore import JobStore
 
@@ -40,8 +40,13 @@ def render_page(settings: Settings) -> str:
             .replace("{{CONFIG}}", html.escape(config, quote=True)))
 
 
-def unauthorised_page() -> HTMLResponse:
-    """The 401 page shown to a browser without a valid key."""
+def unauthorised_page(principal: Principal | None = None) -> HTMLResponse:
+    """The page shown to a browser without a valid key (401), or with a key below admin (403)."""
+    if principal is not None:
+        body = ("<!doctype html><html lang=en><meta charset=utf-8><title>esrag dashboard: 403</title>"
+                f"<h1>403: the key {html.escape(principal.name)!r} ({principal.role}) is not an admin "
+                "key</h1>")
+        return HTMLResponse(body, status_code=403)
     body = ("<!doctype html><html lang=en><meta charset=utf-8><title>esrag dashboard: 401</title>"
             "<body style='font:15px system-ui,sans-serif;margin:3em;color:#222'>"
             "<h1>401: API key required</h1><p>Open <code>/dashboard?key=&lt;your API key&gt;</code> "
@@ -63,14 +68,14 @@ def make_router(settings: Settings) -> APIRouter:
         if key is not None:
             principal = identify(settings, key)
             if principal is None or not principal.allows("admin"):
-                return unauthorised_page()
+                return unauthorised_page(principal)
             response = RedirectResponse("/dashboard", status_code=303)
             response.set_cookie(COOKIE, cookie_token(key), httponly=True, samesite="strict",
                                 path="/", secure=request.url.scheme == "https")  # /docs reads it too
             return response
         principal = identify_request(settings, request)
         if principal is None or not principal.allows("admin"):
-            return unauthorised_page()
+            return unauthorised_page(principal)
         return HTMLResponse(render_page(settings), headers={"Cache-Control": "no-store"})
 
     @router.get("/dashboard/api/state", dependencies=[Depends(auth)])
