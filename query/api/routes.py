@@ -103,7 +103,7 @@ def _check_rerank(settings: Settings, k: int, rerank: bool | None) -> None:
 @search_router.get("/documents/{doc_id:path}", response_model=DocumentResponse)
 def document(
     doc_id: str, settings: SettingsDep, client: ClientDep,
-    after: Annotated[int, Query(ge=-1, description="chunk_no the previous page ended at")] = -1,
+    after: Annotated[int, Query(ge=-1, le=2**31 - 1, description="chunk_no the previous page ended at")] = -1,
     limit: Annotated[int | None, Query(
         ge=1, description="chunks per page (at most ESRAG_DOCUMENTS_MAX_PAGE)")] = None,
 ) -> dict:
