@@ -16,9 +16,10 @@ import redis
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from dashboard.auth import COOKIE, cookie_token, is_authorised, require_key, valid_key
+from dashboard.auth import COOKIE, cookie_token, identify_request, require_role
 from dashboard.state import StateReader, one_line
 from esrag.errors import EsragError
+from esrag.keys import Principal, identify, keyed
 from esrag.settings import Settings
 from workers.jobstore import JobStore
 
@@ -39,34 +40,42 @@ def render_page(settings: Settings) -> str:
             .replace("{{CONFIG}}", html.escape(config, quote=True)))
 
 
-def unauthorised_page() -> HTMLResponse:
-    """The 401 page shown to a browser without a valid key."""
+def unauthorised_page(principal: Principal | None = None) -> HTMLResponse:
+    """The page shown to a browser without a valid key (401), or with a key below admin (403)."""
+    if principal is not None:
+        body = ("<!doctype html><html lang=en><meta charset=utf-8><title>esrag dashboard: 403</title>"
+                f"<h1>403: the key {html.escape(principal.name)!r} ({principal.role}) is not an admin "
+                "key</h1>")
+        return HTMLResponse(body, status_code=403)
     body = ("<!doctype html><html lang=en><meta charset=utf-8><title>esrag dashboard: 401</title>"
             "<body style='font:15px system-ui,sans-serif;margin:3em;color:#222'>"
             "<h1>401: API key required</h1><p>Open <code>/dashboard?key=&lt;your API key&gt;</code> "
-            "(one of ESRAG_API_KEYS), or send it as <code>X-API-Key</code>.</p></body></html>")
+            "(an admin key: one of ESRAG_API_KEYS or an <code>esrag keys add --role admin</code> key), "
+            "or send it as <code>X-API-Key</code>.</p></body></html>")
     return HTMLResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
 
 def make_router(settings: Settings) -> APIRouter:
-    """Routes of the operations dashboard for ``settings``, behind the API keys."""
+    """Routes of the operations dashboard for ``settings``, for admin keys only."""
     reader = StateReader(settings)
-    auth = require_key(settings)
+    auth = require_role("admin", settings)
     router = APIRouter(tags=["dashboard"])
 
     @router.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
     def page(request: Request, key: str | None = None) -> Response:
-        if key is not None and not settings.api_keys:
+        if key is not None and not keyed(settings):
             return RedirectResponse("/dashboard", status_code=303)
         if key is not None:
-            if not valid_key(settings, key):
-                return unauthorised_page()
+            principal = identify(settings, key)
+            if principal is None or not principal.allows("admin"):
+                return unauthorised_page(principal)
             response = RedirectResponse("/dashboard", status_code=303)
             response.set_cookie(COOKIE, cookie_token(key), httponly=True, samesite="strict",
                                 path="/", secure=request.url.scheme == "https")  # /docs reads it too
             return response
-        if not is_authorised(settings, request):
-            return unauthorised_page()
+        principal = identify_request(settings, request)
+        if principal is None or not principal.allows("admin"):
+            return unauthorised_page(principal)
         return HTMLResponse(render_page(settings), headers={"Cache-Control": "no-store"})
 
     @router.get("/dashboard/api/state", dependencies=[Depends(auth)])

@@ -22,6 +22,7 @@ from dashboard.vectors import estimate
 from esrag import querylog
 from esrag.es import make_client
 from esrag.index import VECTOR_FIELD
+from esrag.redact import redact
 from esrag.settings import Settings
 from workers.jobstore import FINAL_STATES, Job, JobStore
 
@@ -43,7 +44,7 @@ def guarded(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     try:
         return {"up": True, **fn()}
     except Exception as exc:  # a section must never break the page
-        return {"up": False, "error": one_line(exc)}
+        return {"up": False, "error": redact(one_line(exc))}
 
 
 def rate_series(samples: list[tuple[float, int]], start: float | None, end: float) -> list[list[float]]:
@@ -101,7 +102,7 @@ class StateReader:
         out["time"] = started
         out["took_ms"] = round((time.time() - started) * 1000, 1)
         out["settings"] = {"index": self.settings.index, "queue": self.settings.queue,
-                           "es_url": self.settings.es_url, "redis_url": _redact(self.settings.redis_url)}
+                           "es_url": self.settings.safe_es_url, "redis_url": self.settings.safe_redis_url}
         return out
 
     # ---- sections ------------------------------------------------------------------
@@ -204,7 +205,7 @@ class StateReader:
             format="json", h="name,ip,version,node.role,master,heap.percent,ram.percent,cpu,load_1m,"
                              "disk.used_percent")]
         return {
-            "url": self.settings.es_url,
+            "url": self.settings.safe_es_url,
             "health": {k: health.get(k) for k in (
                 "cluster_name", "status", "number_of_nodes", "active_shards", "relocating_shards",
                 "initializing_shards", "unassigned_shards", "active_shards_percent_as_number")},
@@ -255,12 +256,3 @@ class StateReader:
                 "vector_memory": estimate(kind, dims, vectors, int(opts.get("m") or 16)),
             })
         return {"indices": rows, "indices_total": len(esrag)}
-
-
-def _redact(url: str) -> str:
-    from urllib.parse import urlparse
-
-    parsed = urlparse(url)
-    if parsed.password:
-        return url.replace(f":{parsed.password}@", ":***@")
-    return url

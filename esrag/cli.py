@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from esrag import localnode, localredis
 from esrag.errors import EsragError, ServiceUnavailable
-from esrag.settings import load_settings
+from esrag.settings import Settings, load_settings
 
 app = typer.Typer(
     name="esrag",
@@ -42,12 +42,12 @@ def up(
     """Start the local Elasticsearch and Redis (fetched and cached on first use)."""
     settings = load_settings(es_nodes=nodes, es_heap=heap)
     for line in localnode.start_nodes(settings):
-        typer.echo(line)
-    typer.echo(localredis.start(settings))
+        typer.echo(settings.redact(line))
+    typer.echo(settings.redact(localredis.start(settings)))
     if worker:
         from esrag import services
 
-        typer.echo(services.start_background_worker(settings))
+        typer.echo(settings.redact(services.start_background_worker(settings)))
 
 
 @app.command()
@@ -58,8 +58,8 @@ def down() -> None:
 
     typer.echo(services.stop_background_worker(settings))
     for line in localnode.stop_nodes(settings):
-        typer.echo(line)
-    typer.echo(localredis.stop(settings))
+        typer.echo(settings.redact(line))
+    typer.echo(settings.redact(localredis.stop(settings)))
 
 
 @app.command()
@@ -70,32 +70,102 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] =
     settings = load_settings()
     report = services.status_report(settings)
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(settings.redact(json.dumps(report, indent=2)))
     else:
-        _print_status(report)
+        _print_status(report, settings)
     if not (report["elasticsearch"]["up"] and report["redis"]["up"]):
         raise typer.Exit(1)
 
 
-def _print_status(report: dict[str, Any]) -> None:
+def _print_status(report: dict[str, Any], settings: Settings) -> None:
+    def echo(line: str) -> None:
+        typer.echo(settings.redact(line))
+
     es = report["elasticsearch"]
     if es["up"]:
-        typer.echo(
+        echo(
             f"elasticsearch: {es['status']} at {es['url']} (version {es['version']}, "
             f"{es['nodes']} node(s))"
         )
     else:
-        typer.echo(f"elasticsearch: down at {es['url']}: {es['error']}")
+        echo(f"elasticsearch: down at {es['url']}: {es['error']}")
     rd = report["redis"]
-    typer.echo(f"redis: {'up' if rd['up'] else 'down'} at {rd['url']}")
-    typer.echo(f"workers: {len(report['workers'])} online")
+    echo(f"redis: {'up' if rd['up'] else 'down'} at {rd['url']}")
+    echo(f"workers: {len(report['workers'])} online")
     for w in report["workers"]:
-        typer.echo(f"  {w['name']} concurrency={w.get('concurrency')}")
+        echo(f"  {w['name']} concurrency={w.get('concurrency')}")
+
+
+keys_app = typer.Typer(help="Scoped API keys of the HTTP API (listed when no subcommand is given).",
+                       no_args_is_help=False, invoke_without_command=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.callback()
+def keys_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """List the keys of the key file (names, roles, filters, index patterns; never the keys)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from esrag.keys import KeyFile, describe
+
+    settings = load_settings()
+    rows = [describe(r) for r in KeyFile(settings.key_file).records()]
+    if as_json:
+        typer.echo(json.dumps({"file": str(settings.key_file), "keys": rows}, indent=2))
+        return
+    if not rows:
+        typer.echo(f"no keys in {settings.key_file}")
+    for r in rows:
+        filters = " ".join(f"{k}={v}" for k, v in sorted(r["filters"].items())) or "-"
+        typer.echo(f"{r['name']}  role={r['role']}  filters={filters}  index={r['index'] or '-'}")
+
+
+@keys_app.command("add")
+def keys_add(
+    name: Annotated[str, typer.Argument(help="a name for the key (its holder or application)")],
+    role: Annotated[str, typer.Option(help="read, ingest or admin")] = "read",
+    filters: Annotated[list[str] | None, typer.Option(
+        "--filter", help="meta.<key>=value added to every query and stamped on every ingest; "
+                         "repeatable")] = None,
+    index: Annotated[str | None, typer.Option(
+        "--index", help="pattern of the indices the key may use, e.g. 'team-a*' "
+                        "(default: ESRAG_INDEX)")] = None,
+) -> None:
+    """Create a key; it is printed once and only its hash is stored."""
+    from esrag.keys import KeyFile, parse_filter_items
+
+    settings = load_settings()
+    key = KeyFile(settings.key_file).add(name, role, parse_filter_items(filters or []), index)
+    typer.echo(key)
+    echo_err(f"key {name!r} ({role}) added to {settings.key_file}; it is not shown again")
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument(help="the key's name")]) -> None:
+    """Remove a key; the API refuses it from its next request on."""
+    from esrag.keys import KeyFile
+
+    settings = load_settings()
+    KeyFile(settings.key_file).revoke(name)
+    typer.echo(f"key {name!r} revoked")
 
 
 def _register_plugins(target: typer.Typer) -> None:
     for ep in sorted(entry_points(group="esrag.commands"), key=lambda e: e.name):
         ep.load()(target)
+
+
+def _redact_env(text: str) -> str:
+    """``text`` without credentials, whatever the settings (they may be what failed to load)."""
+    from esrag.redact import redact
+
+    try:
+        return load_settings().redact(text)
+    except EsragError:
+        return redact(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rv = app(args=argv, standalone_mode=False)
     except EsragError as exc:
-        echo_err(f"error: {exc}")
+        echo_err(f"error: {_redact_env(str(exc))}")
         return exc.exit_code
     except (TransportError, RedisError) as exc:  # a service went away mid-command
         service = "Redis" if isinstance(exc, RedisError) else "Elasticsearch"

@@ -52,7 +52,7 @@ def _redis_server_binary() -> str:
 def start(settings: Settings) -> str:
     """Start Redis on redis_url's port with appendonly on; one line for the user."""
     if ping(settings.redis_url):
-        return f"Redis already answering at {settings.redis_url}"
+        return f"Redis already answering at {settings.safe_redis_url}"
     binary = _redis_server_binary()
     folder = redis_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
@@ -69,7 +69,7 @@ def start(settings: Settings) -> str:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if ping(settings.redis_url):
-            return f"Redis started on {settings.redis_url} (AOF on, data in {folder})"
+            return f"Redis started on {settings.safe_redis_url} (AOF on, data in {folder})"
         time.sleep(0.2)
     raise ServiceUnavailable(f"Redis did not answer within 20s; see {log}")
 

@@ -17,7 +17,7 @@ from esrag.settings import Settings
 
 def es_report(settings: Settings) -> dict[str, Any]:
     """Health, version and node count of the configured Elasticsearch."""
-    report: dict[str, Any] = {"url": settings.es_url, "up": False}
+    report: dict[str, Any] = {"url": settings.safe_es_url, "up": False}
     client = make_client(settings, timeout=5)
     try:
         health = client.options(max_retries=0).cluster.health()
@@ -62,7 +62,7 @@ def status_report(settings: Settings) -> dict[str, Any]:
     """The report behind `esrag status --json`."""
     return {
         "elasticsearch": es_report(settings),
-        "redis": {"url": settings.redis_url, "up": localredis.ping(settings.redis_url)},
+        "redis": {"url": settings.safe_redis_url, "up": localredis.ping(settings.redis_url)},
         "workers": workers_report(settings),
     }
 

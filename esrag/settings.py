@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -13,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from esrag.errors import ConfigError
+from esrag.redact import redact, redact_url
 
 VectorIndexType = Literal["int8_hnsw", "bbq_hnsw", "hnsw", "int4_hnsw", "flat", "int8_flat"]
 
@@ -125,8 +125,15 @@ class Settings(BaseSettings):
     api_keys: list[str] = Field(default_factory=list)
     allowed_roots: list[Path] = Field(default_factory=list)
     max_body_bytes: int = Field(1024 * 1024, ge=1024)  # larger request bodies get 413
-    rate_limit_per_minute: int = Field(0, ge=0)  # requests per API key (or client address); 0: off
+    # requests a minute per API key (or client address); 0: off; unset: 600 whenever keys are configured
+    rate_limit_per_minute: int | None = Field(None, ge=0)
     rate_limit_burst: int | None = Field(None, ge=1)  # bucket size; default: rate_limit_per_minute
+
+    # Access control (esrag/keys.py, query/api/security.py)
+    api_key_file: Path | None = None  # scoped keys (`esrag keys`); default: <state_dir>/api-keys.json
+    documents_max_page: int = Field(200, ge=1, le=10_000)  # chunks per page of /v1/documents/{id}
+    rerank_request_max: int = Field(50, ge=1, le=1000)  # the largest k a request may have reranked
+    ingest_max_files: int = Field(10_000, ge=1)  # files one HTTP ingest job may expand to
 
     # Local services (`esrag up`)
     state_dir: Path = Field(default_factory=_default_state_dir)
@@ -183,6 +190,21 @@ class Settings(BaseSettings):
         """redis_url without credentials, for messages and logs."""
         return redact_url(self.redis_url)
 
+    def secret_values(self) -> list[str]:
+        """Every secret these settings hold (passwords, API keys), for :meth:`redact`."""
+        secrets = [s.get_secret_value() for s in (self.es_password, self.es_api_key, self.llm_api_key)
+                   if s is not None]
+        return [*secrets, *self.api_keys]
+
+    def redact(self, text: str) -> str:
+        """``text`` without credentials: URL user info, secret parameters, and these settings' secrets."""
+        return redact(text, self.secret_values())
+
+    @property
+    def key_file(self) -> Path:
+        """Where the scoped API keys live (ESRAG_API_KEY_FILE, default under state_dir)."""
+        return self.api_key_file or self.state_dir / "api-keys.json"
+
     @cached_property
     def es_port(self) -> int:
         """Port of the first local node, taken from the first es_url."""
@@ -192,14 +214,6 @@ class Settings(BaseSettings):
     def redis_port(self) -> int:
         """Port of the local Redis, taken from redis_url."""
         return urlparse(self.redis_url).port or 6379
-
-
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)[^/]*@")
-
-
-def redact_url(url: str) -> str:
-    """``url`` (or a comma-separated list of URLs) with any user name and password removed."""
-    return ",".join(_USERINFO.sub(r"\1", u.strip()) for u in url.split(","))
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -9,6 +9,9 @@ bounded, so memory stays flat however large the corpus. The Celery workers call
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import queue
 import threading
 import time
@@ -133,6 +136,8 @@ class _Run:
         self.model_max = embedder.max_seq_length
         self.started = time.monotonic()
         self.refresh_saved: tuple[bool, Any] | None = None  # (was set, previous value)
+        self.stamp: dict[str, str] = {}  # metadata a scoped API key pins on every document
+        self.roots: list[Path] | None = None  # files must resolve under these when opened
 
     # -- shared helpers -------------------------------------------------------------
     def fail(self, source: str, error: str) -> None:
@@ -185,6 +190,13 @@ class _Run:
         batch: list[Document] = []
         chars = 0
         for path in self.files:
+            if self.roots is not None:
+                real = Path(os.path.realpath(path))
+                if not any(real == r or real.is_relative_to(r) for r in self.roots):
+                    self.fail(str(path), f"{path} resolves to {real}, outside the allowed roots; not read")
+                    self.files_done += 1
+                    continue
+                path = real
             try:
                 for item in load_isolated(sandbox, path, self.settings.max_file_bytes, limits):
                     if isinstance(item, LoadError):
@@ -206,6 +218,10 @@ class _Run:
 
     def prepare(self, docs: list[Document]) -> None:
         s = self.settings
+        if self.stamp:
+            for d in docs:
+                d.metadata.update(self.stamp)
+                d.doc_id = stamped_doc_id(d.doc_id, self.stamp)
         model = self.embedder.info.name
         hashes = [doc_hash(d, model=model, max_tokens=s.chunk_max_tokens, overlap=s.chunk_overlap_tokens,
                            stem_language=s.stem_language) for d in docs]
@@ -366,9 +382,17 @@ def _thread(run: _Run, target: Callable[[], None], name: str) -> threading.Threa
 def ingest_files(
     files: Iterable[Path], settings: Settings, *, client: Elasticsearch | None = None,
     embedder: Embedder | None = None, progress: Callable[[ProgressEvent], None] | None = None,
-    refresh_off_after: int = REFRESH_OFF_AFTER_CHUNKS,
+    refresh_off_after: int = REFRESH_OFF_AFTER_CHUNKS, stamp: dict[str, str] | None = None,
+    roots: list[Path] | None = None,
 ) -> IngestSummary:
     """Ingest ``files`` into the index behind ``settings.index``; return the summary.
+
+    ``stamp`` (metadata key -> value, from a scoped API key) is set on every document,
+    overriding the document's own value, and its documents get ids of their own
+    (:func:`stamped_doc_id`), so another tenant's copy of the same file is never replaced.
+    With ``roots`` (a job submitted over HTTP), each path is resolved again right before it
+    is opened and refused when it no longer lies under one of them (a symbolic link swapped
+    in after the submit); the resolved path is what gets opened.
 
     Unchanged documents are skipped before embedding; changed ones replace their chunks.
     Raises ModelMismatch when the index was built with another model, ServiceUnavailable
@@ -381,6 +405,8 @@ def ingest_files(
         embedder = embedder if embedder is not None else get_embedder(settings)
         index = ensure_index(client, settings, embedder.info)
         run = _Run(settings, client, embedder, index, list(files), progress, refresh_off_after)
+        run.stamp = dict(stamp or {})
+        run.roots = None if roots is None else [Path(os.path.realpath(r)) for r in roots]
         loader = _thread(run, run.load_stage, "esrag-ingest-load")
         writer = _thread(run, run.write_stage, "esrag-ingest-write")
         try:
@@ -405,6 +431,12 @@ def ingest_files(
     finally:
         if own_client:
             client.close()
+
+
+def stamped_doc_id(doc_id: str, stamp: dict[str, str]) -> str:
+    """The id of a document ingested under ``stamp``: its own id plus a digest of the stamp."""
+    digest = hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{doc_id}~{digest}"
 
 
 def delete_documents(

@@ -106,7 +106,8 @@ def serve_cmd(
     host: Annotated[str | None, typer.Option(help="address to bind (default ESRAG_API_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default ESRAG_API_PORT)")] = None,
 ) -> None:
-    """Serve the query API (OpenAPI at /docs). Without ESRAG_API_KEYS it binds to loopback only."""
+    """Serve the query API (OpenAPI at /docs). Without API keys (ESRAG_API_KEYS or `esrag keys`)
+    it binds to loopback only."""
     import uvicorn
 
     from query.api import create_app

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from esrag.errors import EsragError
+from query.scope import scoped
 
 # Top-level keyword fields of the index contract that may be filtered on.
 KEYWORD_FIELDS = ("doc_id", "source", "content_type", "chunk_id", "doc_hash", "chunk_hash", "model")
@@ -48,7 +49,9 @@ def validate_filters(filters: dict[str, str]) -> None:
 
 
 def filter_clauses(filters: dict[str, str] | None) -> list[dict[str, Any]]:
-    """Term clauses for a bool ``filter`` or a kNN ``filter`` (validated first)."""
+    """Term clauses for a bool ``filter`` or a kNN ``filter`` (validated first), with the
+    caller's mandatory API-key filters merged in (query/scope.py)."""
+    filters = scoped(filters)
     if not filters:
         return []
     validate_filters(filters)

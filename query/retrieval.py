@@ -289,10 +289,36 @@ def document_chunks(settings: Settings, doc_id: str, *, client: Elasticsearch | 
     try:
         from elasticsearch.helpers import scan
 
-        docs = list(scan(client, index=index, query={"query": {"term": {"doc_id": doc_id}},
+        docs = list(scan(client, index=index, query={"query": _document_query(doc_id),
                                                      "_source": SOURCE_FIELDS}, size=500))
     except (TransportError, ApiError) as exc:
         raise unavailable(settings, exc) from None
     hits = [to_hit(d, 0.0) for d in docs]
     hits.sort(key=lambda h: (h.chunk_no, h.start))
     return hits
+
+
+def document_page(
+    settings: Settings, doc_id: str, *, after: int = -1, limit: int = 100,
+    client: Elasticsearch | None = None,
+) -> tuple[list[Hit], int | None]:
+    """Up to ``limit`` chunks of one document with ``chunk_no > after``, in chunk order, and the
+    ``after`` of the next page (None on the last page)."""
+    client = client or default_client(settings)
+    index, _ = resolve_index(client, settings)
+    query = {"bool": {"filter": [*_document_query(doc_id)["bool"]["filter"],
+                                 {"range": {"chunk_no": {"gt": after}}}]}}
+    try:
+        resp = client.search(index=index, query=query, size=limit + 1, _source=SOURCE_FIELDS,
+                             sort=[{"chunk_no": "asc"}, {"start": "asc"}], track_total_hits=False)
+    except (TransportError, ApiError) as exc:
+        raise unavailable(settings, exc) from None
+    hits = [to_hit(d, 0.0) for d in resp["hits"]["hits"]]
+    if len(hits) > limit:
+        return hits[:limit], hits[limit - 1].chunk_no
+    return hits, None
+
+
+def _document_query(doc_id: str) -> dict[str, Any]:
+    """The chunks of ``doc_id`` within the caller's scope."""
+    return {"bool": {"filter": filter_clauses({"doc_id": doc_id})}}

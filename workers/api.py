@@ -1,7 +1,13 @@
 """HTTP routes for ingest jobs: POST /v1/ingest, GET /v1/jobs, GET /v1/jobs/{id}.
 
 Only files under ESRAG_ALLOWED_ROOTS can be submitted; paths are resolved (``..`` and
-symbolic links included) before the check, so nothing outside the roots can be named.
+symbolic links included) before the check, so nothing outside the roots can be named, and
+the worker resolves each path again when it opens the file (JobAccess.roots).
+
+The app mounts this router behind ``require_role("ingest")``. An ingest key submits only
+into indices its pattern allows (the server's index when it has none), its filters are
+stamped on every document of the job, and it sees only the jobs it submitted; listing
+every job is for admin keys.
 """
 
 from __future__ import annotations
@@ -10,12 +16,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from esrag.errors import EsragError
+from esrag.keys import principal_of
 from esrag.settings import Settings
-from workers.jobstore import JobStore
+from workers.jobstore import JobAccess, JobStore
 
 
 class IngestRequest(BaseModel):
@@ -51,33 +58,53 @@ def make_jobs_router(settings: Settings) -> APIRouter:
     roots = [Path(os.path.realpath(r)) for r in settings.allowed_roots]
 
     @router.post("/v1/ingest", status_code=202, response_model=IngestAccepted)
-    def submit(body: IngestRequest) -> IngestAccepted:
+    def submit(body: IngestRequest, request: Request) -> IngestAccepted:
         """Submit an ingest job for files or folders under the allowed roots."""
         from ingest.sources import expand_paths
         from workers.submit import submit_files
 
+        principal = principal_of(request)
         if not roots:
             raise HTTPException(403, "ingest over HTTP is disabled: set ESRAG_ALLOWED_ROOTS")
+        index = body.index or settings.index
+        if not principal.may_use_index(index, settings.index):
+            raise HTTPException(403, f"the API key {principal.name!r} may not ingest into index {index!r} "
+                                     f"(allowed: {principal.index or settings.index})")
         resolved = [str(resolve_allowed(p, roots)) for p in body.paths]
-        job_settings = settings.model_copy(update={"index": body.index or settings.index})
+        job_settings = settings.model_copy(update={"index": index})
         files = expand_paths(resolved, job_settings)
+        if len(files) > settings.ingest_max_files:
+            raise HTTPException(413, f"the paths expand to {len(files)} files, over "
+                                     f"ESRAG_INGEST_MAX_FILES ({settings.ingest_max_files}); submit fewer")
         outside = [f for f in files if not any(Path(os.path.realpath(f)).is_relative_to(r) for r in roots)]
         if outside:  # a symbolic link inside a folder pointing out of the roots
             raise EsragError(f"path {str(outside[0])!r} is outside the allowed roots")
-        job_id = submit_files(files, job_settings)
+        stamp = {k.removeprefix("meta."): v for k, v in principal.filters.items()}
+        access = JobAccess(owner=principal.name, stamp=stamp, roots=[str(r) for r in roots])
+        job_id = submit_files(files, job_settings, access)
         return IngestAccepted(job=job_id, files=len(files))
 
     @router.get("/v1/jobs")
-    def list_jobs(limit: int = Query(20, ge=1, le=200)) -> list[dict[str, Any]]:
-        """The newest jobs first."""
+    def list_jobs(request: Request, limit: int = Query(20, ge=1, le=200)) -> list[dict[str, Any]]:
+        """The newest jobs first (admin keys)."""
+        principal = principal_of(request)
+        if not principal.allows("admin"):
+            raise HTTPException(403, f"the API key {principal.name!r} ({principal.role}) may not list "
+                                     "every job; read your own with GET /v1/jobs/{id}")
         return [j.to_dict() for j in JobStore.connect(settings).list(limit)]
 
     @router.get("/v1/jobs/{job_id}")
-    def get_job(job_id: str) -> dict[str, Any]:
-        """One job with its counters and failures."""
+    def get_job(job_id: str, request: Request) -> dict[str, Any]:
+        """One job with its counters and failures (an ingest key sees only its own jobs)."""
         if len(job_id) > 64:
             raise HTTPException(404, "no such job")
-        job = JobStore.connect(settings).get(job_id)
+        store = JobStore.connect(settings)
+        job = store.get(job_id)
+        principal = principal_of(request)
+        if job is not None and not principal.allows("admin"):
+            access = store.access(job_id)
+            if access is None or access.owner != principal.name:
+                job = None  # another key's job is as good as absent
         if job is None:
             raise HTTPException(404, f"no job {job_id}")
         return job.to_dict()

@@ -5,7 +5,8 @@ durable within a second, its hashes give atomic counters, and a job must stay re
 and updatable while Elasticsearch is down (tasks back off and retry then). Layout:
 
 - ``esrag:jobs``                 sorted set of job ids by creation time
-- ``esrag:job:<id>``             hash: status, index, timestamps and counters
+- ``esrag:job:<id>``             hash: status, index, timestamps and counters; for a job
+                                 submitted over HTTP also ``access`` (JSON of JobAccess)
 - ``esrag:job:<id>:tasks``       hash: task id -> JSON {"files", "state", "attempts", "error"}
 - ``esrag:job:<id>:done``        set of task ids whose result was counted (once each)
 - ``esrag:job:<id>:failures``    hash: source -> one-line reason
@@ -21,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
@@ -132,6 +133,16 @@ def retries_for(patience: float) -> int:
         total += min(5.0, 0.25 * 2**n)
         n += 1
     return max(n, 1)
+
+
+@dataclass
+class JobAccess:
+    """The access a job was submitted with over HTTP: the key's name, the metadata it stamps
+    on every document, and the allowed roots each file is checked against when opened."""
+
+    owner: str
+    stamp: dict[str, str] = field(default_factory=dict)
+    roots: list[str] = field(default_factory=list)
 
 
 class JobStore:
@@ -345,6 +356,16 @@ class JobStore:
             failures=[{"source": s, "error": e} for s, e in sorted(failures.items())],
             tasks_running=running, tasks_stalled=stalled,
         )
+
+    def set_access(self, job_id: str, access: JobAccess) -> None:
+        """Record who submitted the job, what its documents are stamped with, and the roots
+        its files must still lie under when a worker opens them."""
+        self.r.hset(self._key(job_id), "access", json.dumps(asdict(access)))
+
+    def access(self, job_id: str) -> JobAccess | None:
+        """The job's JobAccess (None for a job submitted from the command line)."""
+        raw = self.r.hget(self._key(job_id), "access")
+        return JobAccess(**json.loads(raw)) if raw else None
 
     def list(self, limit: int = 50) -> list[Job]:
         """The newest jobs first."""

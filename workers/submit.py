@@ -11,7 +11,7 @@ import redis
 from esrag.errors import EsragError, ServiceUnavailable
 from esrag.settings import Settings
 from workers.app import TASK_NAME, make_celery
-from workers.jobstore import JobStore
+from workers.jobstore import JobAccess, JobStore
 
 
 def plan_tasks(files: list[Path], max_files: int, max_bytes: int) -> list[list[str]]:
@@ -49,7 +49,7 @@ def check_shared(files: list[Path], settings: Settings) -> None:
             )
 
 
-def submit_files(files: list[Path], settings: Settings) -> str:
+def submit_files(files: list[Path], settings: Settings, access: JobAccess | None = None) -> str:
     """Record a job for ``files`` and enqueue its tasks; return the job id.
 
     Nothing is half-created: when Redis cannot be reached the job is refused, and a job
@@ -62,6 +62,8 @@ def submit_files(files: list[Path], settings: Settings) -> str:
     try:
         store.r.ping()
         job_id, task_ids = store.create(settings.index, tasks, queue=settings.queue)
+        if access is not None:  # before any task is enqueued: a worker reads it first
+            store.set_access(job_id, access)
     except redis.RedisError as exc:
         raise ServiceUnavailable(
             f"Redis at {settings.safe_redis_url} is unavailable ({type(exc).__name__}); job not submitted"

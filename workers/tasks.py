@@ -85,7 +85,10 @@ def _run(self, store: JobStore, settings: Settings, job_id: str, task_id: str,  
     try:
         missing = [f for f in files if not Path(f).exists()]
         readable = [Path(f) for f in files if f not in missing]
-        summary = ingest_files(readable, settings, embedder=get_embedder(settings))
+        access = store.access(job_id)
+        summary = ingest_files(readable, settings, embedder=get_embedder(settings),
+                               stamp=access.stamp if access else None,
+                               roots=[Path(r) for r in access.roots] if access else None)
     except (Retry, SoftTimeLimitExceeded):
         raise
     except Exception as exc:  # decide: retry transient failures, fail the task otherwise

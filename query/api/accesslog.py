@@ -1,31 +1,30 @@
-"""Keep API keys out of the access log: ``/dashboard?key=...`` puts one in a URL."""
+"""Keep credentials out of the server's logs: ``/dashboard?key=...`` puts a key in a URL,
+and an error message may carry a service URL with its password."""
 
 from __future__ import annotations
 
 import logging
-import re
 
-_KEY_PARAM = re.compile(r"([?&]key=)[^&\s]*")
+from esrag.redact import redact
 
-
-def redact_query_keys(text: str) -> str:
-    """``text`` with the value of every ``key=`` query parameter replaced by ``***``."""
-    return _KEY_PARAM.sub(r"\1***", text)
+LOGGERS = ("uvicorn.access", "uvicorn.error", "esrag")
 
 
 class RedactKeys(logging.Filter):
-    """A filter for uvicorn's access logger that redacts ``key=`` in the logged path."""
+    """A logging filter that passes every record's message and string arguments through
+    :func:`esrag.redact.redact`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(redact_query_keys(a) if isinstance(a, str) else a for a in record.args)
-        elif isinstance(record.msg, str):
-            record.msg = redact_query_keys(record.msg)
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
         return True
 
 
-def install(logger_name: str = "uvicorn.access") -> None:
-    """Add the filter to ``logger_name`` once (uvicorn logs every request there)."""
-    logger = logging.getLogger(logger_name)
-    if not any(isinstance(f, RedactKeys) for f in logger.filters):
-        logger.addFilter(RedactKeys())
+def install(logger_names: tuple[str, ...] = LOGGERS) -> None:
+    """Add the filter to each of ``logger_names`` once (uvicorn logs every request there)."""
+    for name in logger_names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactKeys) for f in logger.filters):
+            logger.addFilter(RedactKeys())

@@ -15,15 +15,18 @@ from esrag.errors import ConfigError, EsragError, ModelMismatch, ServiceUnavaila
 from esrag.es import make_client
 from esrag.settings import Settings
 from query.api import accesslog
-from query.api.limits import BodySizeLimit, RateLimit
+from query.api.limits import BodySizeLimit, RateLimit, rate_per_minute
 from query.api.metrics import Metrics
 from query.api.routes import health_router, search_router
-from query.api.security import require_api_key
+from query.api.security import LoopbackHostCheck, require_role
 from query.filters import FilterError
 from query.retrieval import IndexMissing
+from query.scope import ScopeError
 
-# Routers behind API-key auth. Other packages' routers (e.g. ingest jobs) are passed to
-# create_app(extra_routers=...) and get the same auth.
+# Query routers: mounted behind require_role("read"), which also binds the caller's
+# mandatory filters to every query they make (query/scope.py). Other packages' routers
+# are passed to create_app(extra_routers=...) and need the admin role unless they
+# declare their own require_role.
 PROTECTED_ROUTERS: list[APIRouter] = [search_router]
 
 STATUS_OF: list[tuple[type[EsragError], int]] = [
@@ -31,6 +34,7 @@ STATUS_OF: list[tuple[type[EsragError], int]] = [
     (ModelMismatch, 409),
     (IndexMissing, 404),
     (FilterError, 422),
+    (ScopeError, 403),
     (ConfigError, 500),
     (EsragError, 400),
 ]
@@ -61,13 +65,16 @@ def create_app(settings: Settings, extra_routers: Sequence[APIRouter] = ()) -> F
 
     from workers.api import make_jobs_router
 
-    auth = [Depends(require_api_key)]
-    for router in [*PROTECTED_ROUTERS, make_jobs_router(settings), *extra_routers]:
-        app.include_router(router, dependencies=auth)
+    read, admin = [Depends(require_role("read"))], [Depends(require_role("admin"))]
+    for router in PROTECTED_ROUTERS:
+        app.include_router(router, dependencies=read)
+    app.include_router(make_jobs_router(settings), dependencies=[Depends(require_role("ingest"))])
+    for router in extra_routers:
+        app.include_router(router, dependencies=admin)
     app.include_router(health_router)
     _add_dashboard(app, settings)
 
-    @app.get("/metrics", dependencies=auth, tags=["health"], response_class=Response)
+    @app.get("/metrics", dependencies=admin, tags=["health"], response_class=Response)
     def prometheus() -> Response:
         """Prometheus metrics (request counts, latency histograms per route and mode)."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -77,10 +84,11 @@ def create_app(settings: Settings, extra_routers: Sequence[APIRouter] = ()) -> F
     @app.exception_handler(EsragError)
     async def _esrag_error(request: Request, exc: EsragError) -> JSONResponse:
         status = next(code for cls, code in STATUS_OF if isinstance(exc, cls))
+        message = settings.redact(str(exc))
         if status == 422:  # the OpenAPI schema of a 422 is a list of validation errors
-            error = {"loc": ["body", "filters"], "msg": str(exc), "type": "value_error"}
+            error = {"loc": ["body", "filters"], "msg": message, "type": "value_error"}
             return JSONResponse({"detail": [error]}, status_code=422)
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        return JSONResponse({"detail": message}, status_code=status)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -88,10 +96,12 @@ def create_app(settings: Settings, extra_routers: Sequence[APIRouter] = ()) -> F
                    "type": e.get("type", "value_error")} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 
-    if settings.rate_limit_per_minute:
-        app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute,
-                           burst=settings.rate_limit_burst, keys=settings.api_keys)
+    per_minute = rate_per_minute(settings)
+    if per_minute:
+        app.add_middleware(RateLimit, per_minute=per_minute, burst=settings.rate_limit_burst,
+                           settings=settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(LoopbackHostCheck, settings=settings)  # outermost: before anything else runs
     return app
 
 
@@ -102,9 +112,7 @@ def _add_schema_routes(app: FastAPI, settings: Settings) -> None:
     from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.responses import HTMLResponse
 
-    from dashboard.auth import require_key
-
-    keyed = [Depends(require_key(settings))]
+    keyed = [Depends(require_role("read"))]
 
     @app.get("/openapi.json", dependencies=keyed, include_in_schema=False)
     def openapi() -> JSONResponse:

@@ -1,8 +1,9 @@
 """Request limits of the HTTP API: a body size cap (413) and a per-key rate limit (429).
 
 Both are plain ASGI middleware so they act before any body is parsed. The rate limit is
-a token bucket per API key (per client address when no key is given), in this process:
-behind several API processes each enforces it on its own share of the traffic.
+a token bucket per API key (per client address when no valid key is given), in this
+process: behind several API processes each enforces it on its own share of the traffic.
+It is on by default whenever keys are configured (:func:`rate_per_minute`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,12 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from starlette.datastructures import Headers
+
+from esrag.keys import identify, keyed
+from esrag.settings import Settings
+from query.api.security import presented_key
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -24,7 +31,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz"})
 
 
-async def _reply(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def reply(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
@@ -51,7 +58,7 @@ class BodySizeLimit:
                 except ValueError:
                     too_big = True
                 if too_big:
-                    await _reply(send, 413, detail)
+                    await reply(send, 413, detail)
                     return
         if any(name == b"content-length" for name, _ in scope.get("headers", ())):
             await self.app(scope, receive, send)  # the server holds the body to its Content-Length
@@ -66,7 +73,7 @@ class BodySizeLimit:
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > self.max_bytes:
-                await _reply(send, 413, detail)
+                await reply(send, 413, detail)
                 return
         await self.app(scope, _replay([{"type": "http.request", "body": bytes(body), "more_body": False}],
                                       receive), send)
@@ -108,16 +115,13 @@ class TokenBuckets:
             return (1 - tokens) / self.rate
 
 
-def client_key(scope: Scope, keys: frozenset[bytes] = frozenset()) -> str:
-    """Who a request counts against: a digest of its API key when it is one of ``keys``, else its
-    client address (so that made-up keys cannot each get a fresh bucket)."""
-    headers = dict(scope.get("headers", ()))
-    key = headers.get(b"x-api-key")
-    auth = headers.get(b"authorization", b"")
-    if not key and auth[:7].lower() == b"bearer ":
-        key = auth[7:].strip()
-    if key and key in keys:
-        return "key:" + hashlib.sha256(key).hexdigest()[:32]
+def client_key(scope: Scope, settings: Settings) -> str:
+    """Who a request counts against: its key's name when the key is valid, else its client
+    address (so that made-up keys cannot each get a fresh bucket)."""
+    key = presented_key(Headers(scope=scope))
+    principal = identify(settings, key) if key and keyed(settings) else None
+    if principal is not None:
+        return "key:" + hashlib.sha256(principal.name.encode()).hexdigest()[:32]
     client = scope.get("client") or ("?", 0)
     return f"ip:{client[0]}"
 
@@ -125,16 +129,26 @@ def client_key(scope: Scope, keys: frozenset[bytes] = frozenset()) -> str:
 class RateLimit:
     """429 with Retry-After once a key has spent its bucket (health probes are exempt)."""
 
-    def __init__(self, app: ASGIApp, per_minute: int, burst: int | None = None, keys: list[str] = ()):
+    def __init__(self, app: ASGIApp, per_minute: int, burst: int | None, settings: Settings):
         self.app = app
         self.buckets = TokenBuckets(per_minute, burst)
-        self.keys = frozenset(k.encode() for k in keys)
+        self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope.get("path") not in EXEMPT_PATHS:
-            wait = self.buckets.take(client_key(scope, self.keys))
+            wait = self.buckets.take(client_key(scope, self.settings))
             if wait > 0:
-                await _reply(send, 429, "rate limit exceeded (ESRAG_RATE_LIMIT_PER_MINUTE); retry later",
+                await reply(send, 429, "rate limit exceeded (ESRAG_RATE_LIMIT_PER_MINUTE); retry later",
                              [(b"retry-after", str(max(1, math.ceil(wait))).encode())])
                 return
         await self.app(scope, receive, send)
+
+
+DEFAULT_KEYED_RATE = 600  # requests a minute per key when keys are configured and the setting is unset
+
+
+def rate_per_minute(settings: Settings) -> int:
+    """ESRAG_RATE_LIMIT_PER_MINUTE, or 600 when it is unset and the API has keys (0: off)."""
+    if settings.rate_limit_per_minute is not None:
+        return settings.rate_limit_per_minute
+    return DEFAULT_KEYED_RATE if keyed(settings) else 0

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -14,7 +14,7 @@ from esrag.errors import EsragError
 from esrag.settings import Settings
 from query.api.schemas import AskRequest, AskResponse, DocumentResponse, SearchRequest, SearchResponse
 from query.generation import AskEvent, ask_stream
-from query.retrieval import document_chunks, retrieve
+from query.retrieval import document_page, retrieve
 
 
 def get_settings(request: Request) -> Settings:
@@ -38,6 +38,7 @@ health_router = APIRouter(tags=["health"])
 def search(body: SearchRequest, request: Request, settings: SettingsDep, client: ClientDep) -> dict:
     """Ranked chunks for a query (bm25, dense or hybrid), filtered, optionally reranked."""
     request.state.mode = body.mode
+    _check_rerank(settings, body.k, body.rerank)
     found = retrieve(settings, body.query, mode=body.mode, k=body.k, filters=body.filters or None,
                      rerank=body.rerank, client=client)
     return {"hits": [h.to_dict() for h in found.hits], "mode": body.mode, "timings_ms": found.timings_ms}
@@ -71,6 +72,7 @@ def _event_text(event: AskEvent, include_reasoning: bool) -> str:
 async def ask(body: AskRequest, request: Request, settings: SettingsDep, client: ClientDep) -> Any:
     """An answer with numbered citations; streamed as server-sent events on request."""
     request.state.mode = body.mode
+    _check_rerank(settings, body.k, body.rerank)
     events = ask_stream(settings, body.question, mode=body.mode, k=body.k, filters=body.filters or None,
                         rerank=body.rerank, reasoning=body.reasoning, client=client)
     # Retrieval runs before the first event: its errors still become proper status codes.
@@ -90,13 +92,31 @@ async def ask(body: AskRequest, request: Request, settings: SettingsDep, client:
     return JSONResponse(await run_in_threadpool(finish))
 
 
+def _check_rerank(settings: Settings, k: int, rerank: bool | None) -> None:
+    """422 when a request would have more passages reranked than ESRAG_RERANK_REQUEST_MAX."""
+    if (settings.rerank if rerank is None else rerank) and k > settings.rerank_request_max:
+        raise HTTPException(status_code=422, detail=[{
+            "loc": ["body", "k"], "type": "value_error",
+            "msg": f"k is at most {settings.rerank_request_max} with rerank (ESRAG_RERANK_REQUEST_MAX)"}])
+
+
 @search_router.get("/documents/{doc_id:path}", response_model=DocumentResponse)
-def document(doc_id: str, settings: SettingsDep, client: ClientDep) -> dict:
-    """Every chunk of a document, in order."""
-    chunks = document_chunks(settings, doc_id, client=client)
-    if not chunks:
+def document(
+    doc_id: str, settings: SettingsDep, client: ClientDep,
+    after: Annotated[int, Query(ge=-1, le=2**31 - 1, description="chunk_no the previous page ended at")] = -1,
+    limit: Annotated[int | None, Query(
+        ge=1, description="chunks per page (at most ESRAG_DOCUMENTS_MAX_PAGE)")] = None,
+) -> dict:
+    """A document's chunks in order, one page at a time (``next_after`` fetches the next page)."""
+    size = settings.documents_max_page if limit is None else limit
+    if size > settings.documents_max_page:
+        raise HTTPException(status_code=422, detail=[{
+            "loc": ["query", "limit"], "type": "value_error",
+            "msg": f"limit is at most {settings.documents_max_page} (ESRAG_DOCUMENTS_MAX_PAGE)"}])
+    chunks, next_after = document_page(settings, doc_id, after=after, limit=size, client=client)
+    if not chunks and after < 0:
         raise HTTPException(status_code=404, detail=f"no document {doc_id!r}")
-    return {"doc_id": doc_id, "chunks": [c.to_dict() for c in chunks]}
+    return {"doc_id": doc_id, "chunks": [c.to_dict() for c in chunks], "next_after": next_after}
 
 
 @health_router.get("/healthz")
@@ -122,13 +142,6 @@ def readyz(settings: SettingsDep, client: ClientDep) -> JSONResponse:
         conn.close()
         checks["redis"] = "ok"
     except Exception as exc:
-        checks["redis"] = f"unavailable at {_redact(settings.redis_url)} ({type(exc).__name__})"
+        checks["redis"] = f"unavailable at {settings.safe_redis_url} ({type(exc).__name__})"
     ready = checks["elasticsearch"] in ("green", "yellow") and checks["redis"] == "ok"
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
-
-
-def _redact(url: str) -> str:
-    from urllib.parse import urlparse
-
-    p = urlparse(url)
-    return f"{p.scheme}://{p.hostname}:{p.port or ''}{p.path}"

@@ -99,3 +99,4 @@ class DocumentResponse(BaseModel):
 
     doc_id: str
     chunks: list[HitOut]
+    next_after: int | None = Field(None, description="pass as ?after= for the next page; null: last page")

@@ -263,7 +263,7 @@ def test_redis_down_ingest_is_503_and_no_job_is_created(settings: Settings, tmp_
     (roots / "a.txt").write_text("a document")
     port = free_port()
     down = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0", "allowed_roots": [roots]})
-    with TestClient(create_app(down)) as c:
+    with TestClient(create_app(down), base_url="http://localhost") as c:
         r = c.post("/v1/ingest", json={"paths": ["a.txt"]})
     assert r.status_code == 503
     assert r.json()["detail"] == (f"Redis at redis://127.0.0.1:{port}/0 is unavailable (ConnectionError); "

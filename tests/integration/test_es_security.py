@@ -178,7 +178,7 @@ def test_wrong_password_and_missing_ca_fail_with_one_line(secure):
         finally:
             client.close()
         assert str(caught.value) == expected
-        with TestClient(create_app(bad)) as c:
+        with TestClient(create_app(bad), base_url="http://localhost") as c:
             r = c.post("/v1/search", json={"query": "sourdough", "mode": "bm25"})
         assert (r.status_code, r.json()) == (503, {"detail": expected})
         assert "not-the-password" not in r.text
@@ -189,7 +189,7 @@ def test_node_down_503_then_back_200_without_restarting_the_app(secure, tmp_path
     doc = tmp_path / "rye.txt"
     doc.write_text("Sourdough rye bread keeps for a week.")
     ingest_files([doc], basic)
-    with TestClient(create_app(basic)) as c:
+    with TestClient(create_app(basic), base_url="http://localhost") as c:
         assert c.post("/v1/search", json={"query": "sourdough", "mode": "bm25"}).status_code == 200
         node.stop()
         r = c.post("/v1/search", json={"query": "sourdough", "mode": "bm25"})

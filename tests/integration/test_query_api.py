@@ -156,7 +156,7 @@ def test_es_down_503_and_recovery(es):
             # load_settings, not model_copy: es_urls is derived from es_url once.
             url = f"http://127.0.0.1:{proxy.port}"
             down = load_settings(index=settings.index, es_url=url, es_max_retries=0)
-            with TestClient(create_app(down)) as c:
+            with TestClient(create_app(down), base_url="http://localhost") as c:
                 r = c.post("/v1/search", json={"query": "bread"})
                 assert r.status_code == 503
                 assert r.json()["detail"].startswith(f"Elasticsearch at http://127.0.0.1:{proxy.port} is "
@@ -176,7 +176,7 @@ def test_closed_port_503(settings):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     closed = load_settings(index=settings.index, es_url=f"http://127.0.0.1:{port}", es_max_retries=0)
-    with TestClient(create_app(closed)) as c:
+    with TestClient(create_app(closed), base_url="http://localhost") as c:
         r = c.post("/v1/search", json={"query": "x"})
         assert r.status_code == 503
         assert c.get("/v1/documents/x").status_code == 503

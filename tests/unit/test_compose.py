@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -10,6 +12,7 @@ import pytest
 import yaml
 
 from esrag.settings import Settings
+from query.api.security import check_bind
 
 ROOT = Path(__file__).resolve().parents[2]
 FIELDS = Settings.model_fields
@@ -99,6 +102,37 @@ def test_ports_agree_with_defaults(compose: dict[str, Any]) -> None:
     assert int(env["ESRAG_API_PORT"]) == _default("api_port")
     assert f"127.0.0.1:{_default('api_port')}/healthz" in " ".join(svc["api"]["healthcheck"]["test"])
     assert env["ESRAG_API_HOST"] == "0.0.0.0" and env["ESRAG_API_KEYS"].startswith('["')  # serve needs keys
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+
+
+def _interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?error} substitution (what `docker compose` does)."""
+    def one(m: re.Match[str]) -> str:
+        name, op, arg = m.group(1), m.group(2), m.group(3)
+        value = env.get(name)
+        if op in (":?", "?") and not value:
+            raise ValueError(f"required variable {name} is missing a value: {arg}")
+        if op in (":-", "-") and not value:
+            return arg
+        return value or ""
+    return _VAR.sub(one, text.replace("$$", "\x00")).replace("\x00", "$")
+
+
+def test_api_needs_a_user_supplied_key() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "change-me" not in text
+    # no variable in the file falls back to a default (a default key is a published key)
+    assert [m.group(0) for m in _VAR.finditer(text) if m.group(2) in (":-", "-")] == []
+    with pytest.raises(ValueError, match="required variable API_KEY is missing a value"):
+        _interpolate(text, {})
+    compose = yaml.safe_load(_interpolate(text, {"API_KEY": "k-3f9a2c41d7e8"}))
+    env = _env(compose["services"]["api"])
+    settings = Settings.model_validate({"api_keys": json.loads(env["ESRAG_API_KEYS"]),
+                                        "api_host": env["ESRAG_API_HOST"]})
+    assert settings.api_keys == ["k-3f9a2c41d7e8"]
+    check_bind(settings, settings.api_host)  # a keyed API may bind 0.0.0.0
 
 
 def test_workers_and_api_commands(compose: dict[str, Any]) -> None:
