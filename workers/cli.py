@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 import uuid
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from esrag.clisettings import load_settings
 from esrag.errors import EsragError
-from esrag.settings import Settings, load_settings
-from workers.jobstore import FINAL_STATES, Job, JobStore
+
+if TYPE_CHECKING:  # imported where used: `esrag --help` and friends must not load redis or pydantic
+    from esrag.settings import Settings
+    from workers.jobstore import Job, JobStore
 
 
 def worker(
@@ -40,11 +41,18 @@ def worker(
 
 def jobs(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-    limit: Annotated[int, typer.Option(help="newest N jobs")] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="newest N jobs")] = 20,
+    index: Annotated[str | None, typer.Option(help="only jobs into this index alias (default: all)")] = None,
 ) -> None:
     """List ingest jobs, newest first."""
+    from workers.jobstore import JobStore
+
+    if index is not None:
+        load_settings(index=index)  # the same name check as everywhere else
     store = JobStore.connect(load_settings())
-    listed = [j.to_dict() for j in store.list(limit)]
+    listed = [j.to_dict() for j in store.list(limit if index is None else max(limit, 1000))]
+    if index is not None:
+        listed = [j for j in listed if j["index"] == index][:limit]
     if as_json:
         typer.echo(json.dumps(listed, indent=2))
         return
@@ -64,6 +72,7 @@ def job(
 ) -> None:
     """Show one job; retry its failures, cancel it, or rebuild its queue."""
     from workers import submit
+    from workers.jobstore import JobStore
 
     settings = load_settings()
     store = JobStore.connect(settings)
@@ -95,15 +104,18 @@ def _print_job(j: Job) -> None:
 
 def wait_for_job(store: JobStore, job_id: str, *, show_progress: bool, timeout: float | None = None) -> Job:
     """Poll a job until it reaches a final state; draw a progress bar on a terminal."""
+    from workers.jobstore import FINAL_STATES
+
     deadline = None if timeout is None else time.monotonic() + timeout
     bar = None
     if show_progress:
+        from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         bar = Progress(TextColumn("job {task.fields[job]}"), BarColumn(),
                        TextColumn("{task.completed}/{task.total} tasks"),
                        TextColumn("{task.fields[chunks]} chunks"), TimeRemainingColumn(),
-                       transient=True)
+                       transient=True, console=Console(stderr=True))
         bar.start()
         handle = bar.add_task("job", total=1, job=job_id, chunks=0)
     try:
@@ -156,13 +168,15 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
     """Parse, chunk, embed and index documents (on workers when one is online)."""
+    from esrag.terminal import progress_wanted
     from ingest.cli import print_summary, run_ingest
     from ingest.sources import expand_paths
+    from workers.jobstore import JobStore
     from workers.submit import submit_files
 
     settings = load_settings(index=index)
     if local or (wait and not workers_online(settings)):
-        summary = run_ingest(paths, settings, show_progress=_is_tty() and not as_json)
+        summary = run_ingest(paths, settings, show_progress=progress_wanted())
         if as_json:
             typer.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
         else:
@@ -176,7 +190,7 @@ def ingest(
         typer.echo(json.dumps({"job": job_id, "files": len(files)}) if as_json else job_id)
         return
     done = wait_for_job(JobStore.from_url(settings.redis_url, patient=True), job_id,
-                        show_progress=_is_tty() and not as_json)
+                        show_progress=progress_wanted())
     summary = job_summary(done)
     if as_json:
         typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
@@ -197,6 +211,3 @@ def register(app: typer.Typer) -> None:
     app.command("jobs")(jobs)
     app.command("job")(job)
 
-
-def _is_tty() -> bool:
-    return sys.stdout.isatty() and os.environ.get("TERM") != "dumb"

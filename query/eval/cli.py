@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from esrag.clisettings import load_settings
 from esrag.errors import ConfigError
-from esrag.settings import load_settings
 
 BUILDERS = ("python-faq", "chatterbot")
 
@@ -59,7 +59,9 @@ def eval_command(
     from esrag.embedder import get_embedder
 
     embedder = get_embedder(settings)
-    progress = None if as_json else _progress
+    from esrag.terminal import progress_wanted
+
+    progress = _progress if progress_wanted() or not as_json else None
     out: dict[str, Any]
     if key_values:
         out = runner.sweep(settings, dataset, key_values[0], key_values[1], modes, index=index,
