@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: user errors become one line and a non-zero exit."""
     _register_plugins(app)
     try:
-        rv = app(args=argv, standalone_mode=False)
+        rv = app(args=argv, prog_name="esrag", standalone_mode=False)
     except EsragError as exc:
         echo_err(f"error: {exc}")
         return exc.exit_code

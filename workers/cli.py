@@ -71,7 +71,6 @@ def job(
     ] = False,
 ) -> None:
     """Show one job; retry its failures, cancel it, or rebuild its queue."""
-    from workers import submit
     from workers.jobstore import JobStore
 
     settings = load_settings()
@@ -79,10 +78,14 @@ def job(
     if store.get(job_id) is None:
         raise EsragError(f"no job {job_id}")
     if retry_failed:
+        from workers import submit  # celery loads only for the actions that enqueue
+
         typer.echo(f"requeued {submit.retry_failed(job_id, settings)} task(s)", err=as_json)
     if cancel:
         typer.echo("canceled" if store.cancel(job_id) else "job already finished", err=as_json)
     if requeue:
+        from workers import submit
+
         typer.echo(f"requeued {submit.requeue_unfinished(job_id, settings)} task(s)", err=as_json)
     snapshot = store.get(job_id)
     assert snapshot is not None

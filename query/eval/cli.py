@@ -42,7 +42,8 @@ def eval_command(
     as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
     report: Annotated[Path | None, typer.Option(help="write an HTML report with bar charts here")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="evaluate only the first N judged queries")] = None,
-    index: Annotated[str | None, typer.Option(help="alias to ingest into (default eval-<dataset>)")] = None,
+    index: Annotated[str | None, typer.Option(
+        help="index alias to ingest into and search (default eval-<dataset>)")] = None,
     sweep: Annotated[str | None, typer.Option(help="KEY=V1,V2 e.g. fusion=rrf,weighted")] = None,
     answers: Annotated[bool, typer.Option("--answers", help="also score generated answers")] = False,
 ) -> None:
