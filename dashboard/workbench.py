@@ -33,6 +33,15 @@ class CompareRequest(BaseModel):
     rerank: bool = True
 
 
+class JudgmentRequest(BaseModel):
+    """A user's mark on one hit of one query."""
+
+    query: str = Field(min_length=1, max_length=MAX_QUERY)
+    chunk_id: str = Field(min_length=1, max_length=1000)
+    doc_id: str = Field(min_length=1, max_length=1000)
+    relevance: int = Field(ge=0, le=3)
+
+
 class AskRequest(BaseModel):
     """The workbench's answer request."""
 
@@ -44,26 +53,11 @@ class AskRequest(BaseModel):
 
 def render_page(settings: Settings) -> str:
     """The workbench page with its CSS and script inlined."""
-    config = json.dumps({"index": settings.index})
+    config = json.dumps({"index": settings.index, "judgments": True})
     return (_asset("search.html")
             .replace("/*CSS*/", _asset("dashboard.css") + _asset("search.css"))
             .replace("/*JS*/", _asset("search.js"))
             .replace("{{CONFIG}}", html.escape(config, quote=True)))
-
-
-def document_view(chunks: list[Any]) -> dict[str, Any]:
-    """A document's text rebuilt from its chunks (each stored at its character offsets).
-
-    Chunks may overlap; each one is written at ``start``, so the text between offsets is the
-    document's own. A gap no chunk covers (whitespace the chunker dropped) is filled with spaces.
-    """
-    length = max((c.end for c in chunks), default=0)
-    buf = [" "] * length
-    for c in chunks:
-        span = c.text[: max(0, c.end - c.start)]
-        buf[c.start:c.start + len(span)] = list(span)
-    return {"text": "".join(buf)[:length],
-            "chunks": [{"chunk_id": c.chunk_id, "start": c.start, "end": c.end} for c in chunks]}
 
 
 def _sse(event: str, data: dict[str, Any]) -> str:
@@ -116,6 +110,7 @@ def make_workbench_router(settings: Settings) -> APIRouter:
     @router.get("/dashboard/api/search/document", dependencies=[Depends(auth)])
     def document(doc_id: str, request: Request) -> JSONResponse:
         """One document's text (rebuilt from its chunks) and its chunks' offsets."""
+        from query.documents import document_view
         from query.retrieval import document_chunks
 
         chunks = document_chunks(settings, doc_id, client=request.app.state.es)
@@ -124,6 +119,33 @@ def make_workbench_router(settings: Settings) -> APIRouter:
         first = chunks[0]
         return JSONResponse({"doc_id": doc_id, "source": first.source, "title": first.title,
                              **document_view(chunks)})
+
+    @router.get("/dashboard/api/search/tuning", dependencies=[Depends(auth)])
+    def tuning(request: Request) -> JSONResponse:
+        """The fusion and dense weight hybrid search uses on the index, and the tuned values if any."""
+        from query.retrieval import resolve_index
+        from query.tuning import TUNED_KEY, effective_fusion
+
+        index, meta = resolve_index(request.app.state.es, settings)
+        return JSONResponse({"alias": settings.index, "index": index, **effective_fusion(settings, meta),
+                             "tuned": meta.get(TUNED_KEY)}, headers={"Cache-Control": "no-store"})
+
+    @router.post("/dashboard/api/judgments", dependencies=[Depends(auth)])
+    def judge(body: JudgmentRequest, request: Request) -> dict[str, Any]:
+        """Mark one hit of one query relevant (1..3) or not (0); marking again overwrites."""
+        from query.judgments import put_judgment
+
+        return put_judgment(request.app.state.es, settings.index, body.query, body.chunk_id, body.doc_id,
+                            body.relevance)
+
+    @router.get("/dashboard/api/judgments", dependencies=[Depends(auth)])
+    def judgments(request: Request, query: str | None = None) -> JSONResponse:
+        """The index's judgments (of one query when given)."""
+        from query.judgments import list_judgments
+
+        rows = list_judgments(request.app.state.es, settings.index, query)
+        return JSONResponse({"alias": settings.index, "judgments": rows},
+                            headers={"Cache-Control": "no-store"})
 
     return router
 

@@ -82,7 +82,10 @@ def compare(
     timings["es_ms"] = (time.perf_counter() - ts) * 1000
 
     tf = time.perf_counter()
-    method, w = settings.fusion, settings.hybrid_weight_dense
+    from query.tuning import TUNED_KEY, effective_fusion
+
+    fz = effective_fusion(settings, meta)
+    method, w = fz["method"], fz["weight_dense"]
     docs = {h["_id"]: h for h in sparse + dense}
     s_pairs = [(h["_id"], float(h["_score"])) for h in sparse]
     d_pairs = [(h["_id"], float(h["_score"])) for h in dense]
@@ -123,7 +126,7 @@ def compare(
     return {
         "query": query, "index": index, "alias": settings.index, "k": k, "filters": filters or {},
         "fusion": {"method": method, "weight_dense": w, "rrf_k": settings.rrf_k,
-                   "window": settings.hybrid_window},
+                   "window": settings.hybrid_window, "source": fz["source"], "tuned": meta.get(TUNED_KEY)},
         "reranker": reranker_name, "modes": rows,
         "timings_ms": {n: round(v, 2) for n, v in timings.items()},
     }

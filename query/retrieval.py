@@ -242,7 +242,10 @@ def retrieve(
         docs = {h["_id"]: h for h in sparse + dense}
         s_pairs = [(h["_id"], float(h["_score"])) for h in sparse]
         d_pairs = [(h["_id"], float(h["_score"])) for h in dense]
-        fused = fusion.fuse(settings.fusion, s_pairs, d_pairs, settings.hybrid_weight_dense,
+        from query.tuning import effective_fusion
+
+        fz = effective_fusion(settings, meta)
+        fused = fusion.fuse(fz["method"], s_pairs, d_pairs, fz["weight_dense"],
                             rrf_k=settings.rrf_k, window=settings.hybrid_window)
         hits = [to_hit(docs[d], score) for d, score in fused[:depth]]
     else:

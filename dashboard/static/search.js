@@ -32,7 +32,10 @@
   }
 
   async function detail(r) {
-    try { const j = await r.json(); return j.detail || JSON.stringify(j); } catch (e) { return r.statusText; }
+    try {
+      const d = (await r.json()).detail;
+      return Array.isArray(d) ? d.map((e) => e.msg).join("; ") : String(d);
+    } catch (e) { return `HTTP ${r.status}`; }
   }
 
   function leg(name, l) {
@@ -64,6 +67,18 @@
     $("timings-total").textContent = timings.total_ms ? `retrieval ${fmt(timings.total_ms, 1)} ms` : "";
   }
 
+  function showFusion(f) {
+    const t = f.tuned;
+    $("fusion-pill").textContent = `fusion ${f.method}, dense weight ${f.weight_dense}`;
+    $("fusion-pill").dataset.source = f.source;
+    $("tuned").textContent = t ? `tuned on ${t.queries} judged queries: ${t.fusion}, weight ` +
+      `${t.hybrid_weight_dense}, nDCG@10 ${fmt(t.ndcg_at_10, 4)}` + (f.source === "tuned" ? "" :
+      " (a setting overrides it)") : "not tuned: mark hits, then run esrag tune";
+  }
+
+  fetch("/dashboard/api/search/tuning", { credentials: "same-origin", cache: "no-store" })
+    .then((r) => (r.ok ? r.json() : null)).then((f) => { if (f) showFusion(f); }).catch(() => {});
+
   async function compare(query, k, filters, rerank) {
     for (const id of Object.values(COLS)) $(id).innerHTML = `<li class="muted">searching…</li>`;
     const r = await fetch("/dashboard/api/search/compare", {
@@ -72,9 +87,7 @@
     });
     if (!r.ok) throw new Error(await detail(r));
     const out = await r.json();
-    const f = out.fusion;
-    $("fusion-pill").textContent = `fusion ${f.method}, dense weight ${f.weight_dense}` +
-      (f.tuned ? ` (tuned, nDCG@10 ${fmt(f.tuned.ndcg_at_10)})` : "");
+    showFusion(out.fusion);
     for (const [mode, id] of Object.entries(COLS)) {
       const rows = out.modes[mode];
       $(id).innerHTML = rows === undefined ? `<li class="muted">rerank off</li>`
