@@ -7,7 +7,7 @@ service (``status``, ``jobs``, ``job``) run against the configured ES and Redis;
 is measured through ``down --help`` only, since running it would stop the shared services.
 Writes bench/results/cli.json.
 
-    .venv/bin/python -m bench.cli --repeat 5
+    .venv/bin/python -m bench.cli --repeat 3
 """
 
 from __future__ import annotations
@@ -26,11 +26,10 @@ from bench.machine import machine_info
 ESRAG = str(Path(sys.executable).parent / "esrag")
 HEAVY = ("elasticsearch", "redis", "celery", "torch", "sentence_transformers", "transformers", "rich",
          "pydantic_settings", "fastapi", "numpy")
-COMMANDS = [
-    ["--help"], ["status", "--help"], ["job", "--help"], ["jobs", "--help"], ["down", "--help"],
-    ["search", "--help"], ["ingest", "--help"],
-    ["jobs", "--json", "--limit", "5"], ["job", "no-such-job", "--json"], ["status", "--json"],
-]
+NAMES = ["up", "down", "status", "ingest", "delete", "reindex", "search", "ask", "serve", "worker", "jobs",
+         "job", "eval", "eval-build", "tune", "judgments"]
+COMMANDS = [["--help"], *[[n, "--help"] for n in NAMES],
+            ["jobs", "--json", "--limit", "5"], ["job", "no-such-job", "--json"], ["status", "--json"]]
 
 
 def wall(args: list[str]) -> float:
@@ -49,7 +48,7 @@ def heavy_imports(args: list[str]) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path("bench/results/cli.json"))
     args = ap.parse_args()
     python_start = [_python_pass() for _ in range(args.repeat)]
