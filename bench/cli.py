@@ -51,6 +51,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path("bench/results/cli.json"))
     args = ap.parse_args()
+    machine = machine_info()
     python_start = [_python_pass() for _ in range(args.repeat)]
     rows = []
     for cmd in COMMANDS:
@@ -60,7 +61,7 @@ def main() -> None:
                      "min_s": round(min(times), 3), "heavy_imports": heavy_imports(cmd)})
         print(f"{rows[-1]['command']:<40} median {rows[-1]['median_s']:.3f}s  min {rows[-1]['min_s']:.3f}s  "
               f"imports {','.join(rows[-1]['heavy_imports']) or '-'}", flush=True)
-    out = {"machine": machine_info(), "repeat": args.repeat,
+    out = {"machine": machine, "repeat": args.repeat,
            "python_no_op_median_s": round(statistics.median(python_start), 3), "commands": rows,
            "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]}
     args.out.parent.mkdir(parents=True, exist_ok=True)

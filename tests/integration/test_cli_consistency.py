@@ -30,9 +30,10 @@ def alias(es):
 def run(*args, env=None):
     base = {k: v for k, v in os.environ.items() if k != "ESRAG_INDEX"}
     return subprocess.run([ESRAG, *args], env={**base, **(env or {})}, capture_output=True, text=True,
-                          timeout=280)
+                          timeout=600)
 
 
+@pytest.mark.timeout(900)  # each command is a new process loading its models (slow on a busy 2-core box)
 def test_search_and_ask_take_index(alias):
     by_flag = run("search", "reading files", "--mode", "bm25", "-k", "3", "--json", "--index", alias)
     by_env = run("search", "reading files", "--mode", "bm25", "-k", "3", "--json", env={"ESRAG_INDEX": alias})
@@ -79,7 +80,7 @@ def test_job_and_jobs_load_redis_only():
     assert mods & {"elasticsearch", "celery", "torch", "sentence_transformers", "numpy", "rich"} == set()
 
 
-def run_with_tty_stderr(args: list[str], env: dict[str, str], timeout: float = 240) -> tuple[int, str, str]:
+def run_with_tty_stderr(args: list[str], env: dict[str, str], timeout: float = 600) -> tuple[int, str, str]:
     """Run with stdout on a pipe and stderr on a pseudo-terminal; returns (rc, stdout, terminal text)."""
     master, slave = pty.openpty()
     proc = subprocess.Popen([ESRAG, *args], stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL,
@@ -109,6 +110,7 @@ def run_with_tty_stderr(args: list[str], env: dict[str, str], timeout: float = 2
     return proc.returncode, out, seen.decode(errors="replace")
 
 
+@pytest.mark.timeout(900)
 def test_ingest_json_shows_progress_on_a_terminal(settings, tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -122,11 +124,12 @@ def test_ingest_json_shows_progress_on_a_terminal(settings, tmp_path):
     assert "files" in terminal and "3/3" in terminal
     # without a terminal, no progress at all
     r = subprocess.run([ESRAG, "ingest", str(docs), "--local", "--json"], env=env, capture_output=True,
-                       text=True, timeout=240)
+                       text=True, timeout=600)
     assert r.returncode == 0 and r.stderr == ""
     assert json.loads(r.stdout)["skipped_unchanged"] == 3
 
 
+@pytest.mark.timeout(900)
 def test_eval_json_shows_progress_on_a_terminal(es, tmp_path):
     from query.eval.beir import write_dataset
 
