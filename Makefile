@@ -3,10 +3,14 @@ SHELL := /bin/bash
 VENV := .venv/bin
 QUESTION ?= How do I read a file line by line in Python?
 
-.PHONY: setup up down demo test lint unit
+.PHONY: setup setup-demo up down demo test lint unit
 
 setup:
 	@scripts/setup.sh
+
+# only what the demo needs: no dev extra (llama.cpp build, Playwright), no Chromium, no test models
+setup-demo:
+	@scripts/setup.sh demo
 
 up: setup
 	@$(VENV)/esrag up
@@ -14,7 +18,8 @@ up: setup
 down:
 	@$(VENV)/esrag down
 
-demo: up
+demo: setup-demo
+	@$(VENV)/esrag up
 	@scripts/demo.sh "$(QUESTION)"
 
 lint: setup

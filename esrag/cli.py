@@ -9,15 +9,15 @@ from __future__ import annotations
 import json
 import sys
 from importlib.metadata import entry_points
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from elasticsearch import TransportError
-from redis.exceptions import RedisError
 
-from esrag import localnode, localredis
+from esrag.clisettings import load_settings
 from esrag.errors import EsragError, ServiceUnavailable
-from esrag.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from esrag.settings import Settings
 
 app = typer.Typer(
     name="esrag",
@@ -25,6 +25,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain Click help and usage errors; rich (~0.2 s to import) loads only for bars
 )
 
 
@@ -40,6 +41,8 @@ def up(
     worker: Annotated[bool, typer.Option(help="also start a background ingest worker")] = False,
 ) -> None:
     """Start the local Elasticsearch and Redis (fetched and cached on first use)."""
+    from esrag import localnode, localredis
+
     settings = load_settings(es_nodes=nodes, es_heap=heap)
     for line in localnode.start_nodes(settings):
         typer.echo(settings.redact(line))
@@ -54,7 +57,7 @@ def up(
 def down() -> None:
     """Stop what `esrag up` started; data stays on disk for the next `up`."""
     settings = load_settings()
-    from esrag import services
+    from esrag import localnode, localredis, services
 
     typer.echo(services.stop_background_worker(settings))
     for line in localnode.stop_nodes(settings):
@@ -168,19 +171,39 @@ def _redact_env(text: str) -> str:
         return redact(text)
 
 
+def _service_error(exc: BaseException) -> str | None:
+    """"Elasticsearch" or "Redis" when ``exc`` is that client's connection error, else None.
+
+    The client libraries are checked only when something already imported them, so commands
+    that never talk to a service do not pay for importing them.
+    """
+    es = sys.modules.get("elasticsearch")
+    if es is not None and isinstance(exc, es.TransportError):
+        return "Elasticsearch"
+    rx = sys.modules.get("redis.exceptions")
+    if rx is not None and isinstance(exc, rx.RedisError):
+        return "Redis"
+    return None
+
+
+def _click_exception_types() -> tuple[type[BaseException], ...]:
+    """ClickException of the click that Typer runs on (recent Typer vendors its own copy, so
+    ``click.ClickException`` alone misses its usage errors), plus standalone click's if loaded."""
+    types = [c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"]
+    click = sys.modules.get("click")
+    if click is not None:
+        types.append(click.ClickException)
+    return tuple(types)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: user errors become one line and a non-zero exit."""
     _register_plugins(app)
     try:
-        rv = app(args=argv, standalone_mode=False)
+        rv = app(args=argv, prog_name="esrag", standalone_mode=False)
     except EsragError as exc:
         echo_err(f"error: {_redact_env(str(exc))}")
         return exc.exit_code
-    except (TransportError, RedisError) as exc:  # a service went away mid-command
-        service = "Redis" if isinstance(exc, RedisError) else "Elasticsearch"
-        echo_err(f"error: {service} became unavailable ({type(exc).__name__}); nothing stored was lost, "
-                 "run the command again")
-        return ServiceUnavailable.exit_code
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
@@ -189,11 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         echo_err("interrupted")
         return 130
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
+    except Exception as exc:  # click usage errors, or a service that went away mid-command
+        service = _service_error(exc)
+        if service is not None:
+            echo_err(f"error: {service} became unavailable ({type(exc).__name__}); nothing stored was lost, "
+                     "run the command again")
+            return ServiceUnavailable.exit_code
+        if isinstance(exc, _click_exception_types()):
+            exc.show()  # a usage error prints the usage line, then one sentence
             return exc.exit_code
         raise
     return rv if isinstance(rv, int) else 0

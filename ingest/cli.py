@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from esrag.settings import Settings, load_settings
-from ingest.pipeline import IngestSummary, ProgressEvent, delete_documents, ingest_files
-from ingest.sources import expand_paths
+from esrag.clisettings import load_settings
+
+if TYPE_CHECKING:  # imported where used: `esrag --help` must not load elasticsearch or pydantic
+    from esrag.settings import Settings
+    from ingest.pipeline import IngestSummary, ProgressEvent
 
 
 @contextmanager
@@ -41,6 +44,9 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[ProgressEvent], None] | No
 
 def run_ingest(paths: list[str], settings: Settings, *, show_progress: bool = False) -> IngestSummary:
     """Expand ``paths`` and ingest them in this process."""
+    from ingest.pipeline import ingest_files
+    from ingest.sources import expand_paths
+
     files = expand_paths(paths, settings)
     with progress_bar(show_progress) as progress:
         return ingest_files(files, settings, progress=progress)
@@ -57,12 +63,24 @@ def print_summary(summary: IngestSummary) -> None:
         typer.echo(f"failed: {f['source']}: {f['error']}")
 
 
+def reindex(
+    model: Annotated[str, typer.Option("--model", help="the new embedding model's name")],
+    model_path: Annotated[Path | None, typer.Option(
+        "--model-path", help="local sentence-transformers folder (default: a packaged model)")] = None,
+    index: Annotated[str | None, typer.Option(help="index alias (default ESRAG_INDEX)")] = None,
+    delete_old: Annotated[bool, typer.Option("--delete-old", help="delete the old index after")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Re-embed every chunk with another model into a new index, then swap the alias (no downtime)."""
+    from ingest.reindex import reindex_command  # elasticsearch and the embedder load only here
+
+    reindex_command(model=model, model_path=model_path, index=index, delete_old=delete_old, as_json=as_json)
+
+
 def register(app: typer.Typer) -> None:
     """Add `delete` and `reindex` to ``app`` (`esrag ingest` is workers/cli.py's: it runs
     jobs on workers when one is online and ``run_ingest`` in-process otherwise)."""
-    from ingest.reindex import reindex_command
-
-    app.command("reindex")(reindex_command)
+    app.command("reindex")(reindex)
 
     @app.command()
     def delete(
@@ -72,6 +90,8 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
     ) -> None:
         """Delete documents (all their chunks) by id or by source."""
+        from ingest.pipeline import delete_documents
+
         settings = load_settings(index=index)
         deleted = delete_documents(settings, doc_ids=doc_id or [], sources=source or [])
         if as_json:

@@ -12,7 +12,6 @@ scan is streamed in batches, so memory stays flat. When the count matches, one
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -189,7 +188,9 @@ def reindex_command(
 ) -> None:
     """Re-embed every chunk with another model into a new index, then swap the alias (no downtime)."""
     settings = load_settings(index=index)
-    if sys.stderr.isatty() and not as_json:
+    from esrag.terminal import progress_wanted
+
+    if progress_wanted():
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

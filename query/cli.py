@@ -8,13 +8,14 @@ from typing import Annotated
 
 import typer
 
-from esrag.settings import load_settings
+from esrag.clisettings import load_settings
 
 ModeOpt = Annotated[str, typer.Option("--mode", help="bm25, dense or hybrid")]
 FilterOpt = Annotated[list[str] | None, typer.Option("--filter", help="key=value (doc_id, source, "
                                                      "content_type, meta.<key>); repeatable")]
 RerankOpt = Annotated[bool | None, typer.Option("--rerank/--no-rerank", help="second-stage rerank")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
+IndexOpt = Annotated[str | None, typer.Option("--index", help="index alias (default ESRAG_INDEX)")]
 
 
 def _quiet_models() -> None:
@@ -31,13 +32,14 @@ def search_cmd(
     k: Annotated[int, typer.Option("-k", help="number of chunks")] = 10,
     filters: FilterOpt = None,
     as_json: JsonOpt = False,
+    index: IndexOpt = None,
 ) -> None:
     """Ranked chunks with scores and source ids."""
     from query.filters import parse_filters
     from query.retrieval import retrieve
 
     _quiet_models()
-    settings = load_settings()
+    settings = load_settings(index=index)
     found = retrieve(settings, query, mode=mode, k=k, filters=parse_filters(filters or []) or None,
                      rerank=rerank)
     if as_json:
@@ -64,6 +66,7 @@ def ask_cmd(
     reasoning: Annotated[bool | None, typer.Option("--reasoning/--no-reasoning",
                                                    help="let the model reason step by step")] = None,
     show_reasoning: Annotated[bool, typer.Option(help="also print the reasoning")] = False,
+    index: IndexOpt = None,
 ) -> None:
     """An answer with numbered citations [n] that map to chunks.
 
@@ -73,7 +76,7 @@ def ask_cmd(
     from query.generation import ask_stream
 
     _quiet_models()
-    settings = load_settings(llm_backend=backend)
+    settings = load_settings(llm_backend=backend, index=index)
     events = ask_stream(settings, question, mode=mode, k=k, filters=parse_filters(filters or []) or None,
                         rerank=rerank, reasoning=reasoning)
     for event in events:
@@ -105,6 +108,8 @@ def ask_cmd(
 def serve_cmd(
     host: Annotated[str | None, typer.Option(help="address to bind (default ESRAG_API_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default ESRAG_API_PORT)")] = None,
+    index: Annotated[str | None, typer.Option(
+        "--index", help="index alias requests use unless they name one (default ESRAG_INDEX)")] = None,
 ) -> None:
     """Serve the query API (OpenAPI at /docs). Without API keys (ESRAG_API_KEYS or `esrag keys`)
     it binds to loopback only."""
@@ -114,7 +119,7 @@ def serve_cmd(
     from query.api.security import check_bind
 
     _quiet_models()
-    settings = load_settings(api_host=host, api_port=port)
+    settings = load_settings(api_host=host, api_port=port, index=index)
     check_bind(settings, settings.api_host)
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
 

@@ -84,3 +84,42 @@ def dbsf(
     """
     return _weighted_sum(sparse, dense, dbsf_normalize(sparse, window), dbsf_normalize(dense, window),
                          weight_dense)
+
+
+def fuse(
+    method: str,
+    sparse: Sequence[tuple[str, float]],
+    dense: Sequence[tuple[str, float]],
+    weight_dense: float,
+    *,
+    rrf_k: int = 60,
+    window: int | None = None,
+) -> list[tuple[str, float]]:
+    """Fuse the BM25 and kNN lists by ``method`` (dbsf, weighted or rrf) with the dense leg's weight.
+
+    For rrf, 0.5 is classic RRF (both lists weigh 1); other weights scale the lists' terms.
+    """
+    if method == "dbsf":
+        return dbsf(sparse, dense, weight_dense, window)
+    if method == "weighted":
+        return weighted(sparse, dense, weight_dense)
+    if method == "rrf":
+        return rrf([[d for d, _ in sparse], [d for d, _ in dense]], rrf_k,
+                   weights=[2 * (1 - weight_dense), 2 * weight_dense])
+    raise ValueError(f"unknown fusion {method!r}; use dbsf, weighted or rrf")
+
+
+def leg_scores(
+    method: str, scores: Sequence[tuple[str, float]], *, rrf_k: int = 60, window: int | None = None
+) -> dict[str, float]:
+    """One leg's normalized score per id, as ``method`` sees it before weighting.
+
+    dbsf and weighted: the normalized score; rrf: the unweighted term 1 / (k + rank).
+    """
+    if method == "dbsf":
+        return dbsf_normalize(scores, window)
+    if method == "weighted":
+        return min_max(scores)
+    if method == "rrf":
+        return {d: 1.0 / (rrf_k + rank) for rank, (d, _) in enumerate(scores, start=1)}
+    raise ValueError(f"unknown fusion {method!r}; use dbsf, weighted or rrf")

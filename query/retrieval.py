@@ -242,14 +242,11 @@ def retrieve(
         docs = {h["_id"]: h for h in sparse + dense}
         s_pairs = [(h["_id"], float(h["_score"])) for h in sparse]
         d_pairs = [(h["_id"], float(h["_score"])) for h in dense]
-        if settings.fusion == "dbsf":
-            fused = fusion.dbsf(s_pairs, d_pairs, settings.hybrid_weight_dense, settings.hybrid_window)
-        elif settings.fusion == "weighted":
-            fused = fusion.weighted(s_pairs, d_pairs, settings.hybrid_weight_dense)
-        else:
-            w = settings.hybrid_weight_dense  # 0.5 is classic RRF: both lists weigh 1
-            fused = fusion.rrf([[d for d, _ in s_pairs], [d for d, _ in d_pairs]], settings.rrf_k,
-                               weights=[2 * (1 - w), 2 * w])
+        from query.tuning import effective_fusion
+
+        fz = effective_fusion(settings, meta)
+        fused = fusion.fuse(fz["method"], s_pairs, d_pairs, fz["weight_dense"],
+                            rrf_k=settings.rrf_k, window=settings.hybrid_window)
         hits = [to_hit(docs[d], score) for d, score in fused[:depth]]
     else:
         hits = [to_hit(h, h["_score"]) for h in results[0][:depth]]

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 import uuid
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import redis
 import typer
 
+from esrag.clisettings import load_settings
 from esrag.errors import EsragError, ServiceUnavailable
-from esrag.settings import Settings, load_settings
-from workers.jobstore import FINAL_STATES, Job, JobStore
+
+if TYPE_CHECKING:  # imported where used: `esrag --help` and friends must not load redis or pydantic
+    from esrag.settings import Settings
+    from workers.jobstore import Job, JobStore
 
 
 def worker(
@@ -43,11 +43,18 @@ def worker(
 
 def jobs(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-    limit: Annotated[int, typer.Option(help="newest N jobs")] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="newest N jobs")] = 20,
+    index: Annotated[str | None, typer.Option(help="only jobs into this index alias (default: all)")] = None,
 ) -> None:
     """List ingest jobs, newest first."""
+    from workers.jobstore import JobStore
+
+    if index is not None:
+        load_settings(index=index)  # the same name check as everywhere else
     store = JobStore.connect(load_settings())
-    listed = [j.to_dict() for j in store.list(limit)]
+    listed = [j.to_dict() for j in store.list(limit if index is None else max(limit, 1000))]
+    if index is not None:
+        listed = [j for j in listed if j["index"] == index][:limit]
     if as_json:
         typer.echo(json.dumps(listed, indent=2))
         return
@@ -67,17 +74,21 @@ def job(
     ] = False,
 ) -> None:
     """Show one job; retry its failures, cancel it, or rebuild its queue."""
-    from workers import submit
+    from workers.jobstore import JobStore
 
     settings = load_settings()
     store = JobStore.connect(settings)
     if store.get(job_id) is None:
         raise EsragError(f"no job {job_id}")
     if retry_failed:
+        from workers import submit  # celery loads only for the actions that enqueue
+
         typer.echo(f"requeued {submit.retry_failed(job_id, settings)} task(s)", err=as_json)
     if cancel:
         typer.echo("canceled" if store.cancel(job_id) else "job already finished", err=as_json)
     if requeue:
+        from workers import submit
+
         typer.echo(f"requeued {submit.requeue_unfinished(job_id, settings)} task(s)", err=as_json)
     snapshot = store.get(job_id)
     assert snapshot is not None
@@ -102,15 +113,18 @@ def _print_job(j: Job) -> None:
 
 def wait_for_job(store: JobStore, job_id: str, *, show_progress: bool, timeout: float | None = None) -> Job:
     """Poll a job until it reaches a final state; draw a progress bar on a terminal."""
+    from workers.jobstore import FINAL_STATES
+
     deadline = None if timeout is None else time.monotonic() + timeout
     bar = None
     if show_progress:
+        from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         bar = Progress(TextColumn("job {task.fields[job]}"), BarColumn(),
                        TextColumn("{task.completed}/{task.total} tasks"),
                        TextColumn("{task.fields[chunks]} chunks"), TimeRemainingColumn(),
-                       transient=True)
+                       transient=True, console=Console(stderr=True))
         bar.start()
         handle = bar.add_task("job", total=1, job=job_id, chunks=0)
     try:
@@ -167,13 +181,15 @@ def ingest(
     ] = None,
 ) -> None:
     """Parse, chunk, embed and index documents (on workers when one is online)."""
+    from esrag.terminal import progress_wanted
     from ingest.cli import print_summary, run_ingest
     from ingest.sources import expand_paths
+    from workers.jobstore import JobStore
     from workers.submit import submit_files
 
     settings = load_settings(index=index)
     if local or (wait and not workers_online(settings)):
-        summary = run_ingest(paths, settings, show_progress=_is_tty() and not as_json)
+        summary = run_ingest(paths, settings, show_progress=progress_wanted())
         if as_json:
             typer.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
         else:
@@ -186,10 +202,12 @@ def ingest(
     if not wait:
         typer.echo(json.dumps({"job": job_id, "files": len(files)}) if as_json else job_id)
         return
+    import redis
+
     patience = min(timeout or settings.jobstore_retry_seconds, settings.jobstore_retry_seconds)
     try:
         done = wait_for_job(JobStore.from_url(settings.redis_url, patient=True, patience=patience), job_id,
-                            show_progress=_is_tty() and not as_json, timeout=timeout)
+                            show_progress=progress_wanted(), timeout=timeout)
     except redis.RedisError as exc:
         raise ServiceUnavailable(
             f"Redis at {settings.safe_redis_url} stayed unavailable ({type(exc).__name__}) while waiting for "
@@ -215,6 +233,3 @@ def register(app: typer.Typer) -> None:
     app.command("jobs")(jobs)
     app.command("job")(job)
 
-
-def _is_tty() -> bool:
-    return sys.stdout.isatty() and os.environ.get("TERM") != "dumb"

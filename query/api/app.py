@@ -132,9 +132,11 @@ def _add_dashboard(app: FastAPI, settings: Settings) -> None:
     import redis
 
     from dashboard.router import make_router
+    from dashboard.workbench import make_workbench_router
     from esrag import querylog
 
     app.include_router(make_router(settings))
+    app.include_router(make_workbench_router(settings))
     log = redis.Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
 
     @app.middleware("http")

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from esrag.clisettings import load_settings
 from esrag.errors import ConfigError
-from esrag.settings import load_settings
 
 BUILDERS = ("python-faq", "chatterbot")
 
@@ -42,7 +42,8 @@ def eval_command(
     as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
     report: Annotated[Path | None, typer.Option(help="write an HTML report with bar charts here")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="evaluate only the first N judged queries")] = None,
-    index: Annotated[str | None, typer.Option(help="alias to ingest into (default eval-<dataset>)")] = None,
+    index: Annotated[str | None, typer.Option(
+        help="index alias to ingest into and search (default eval-<dataset>)")] = None,
     sweep: Annotated[str | None, typer.Option(help="KEY=V1,V2 e.g. fusion=rrf,weighted")] = None,
     answers: Annotated[bool, typer.Option("--answers", help="also score generated answers")] = False,
 ) -> None:
@@ -59,7 +60,9 @@ def eval_command(
     from esrag.embedder import get_embedder
 
     embedder = get_embedder(settings)
-    progress = None if as_json else _progress
+    from esrag.terminal import progress_wanted
+
+    progress = _progress if progress_wanted() or not as_json else None
     out: dict[str, Any]
     if key_values:
         out = runner.sweep(settings, dataset, key_values[0], key_values[1], modes, index=index,
@@ -100,7 +103,75 @@ def build_command(
                f"{counts['qrels']} judgements in {out_dir}")
 
 
+def tune_command(
+    index: Annotated[str, typer.Argument(help="index alias whose judgments to tune on")],
+    apply: Annotated[bool, typer.Option("--apply", help="store the best fusion and weight")] = False,
+    fusions: Annotated[str | None, typer.Option(help="fusions to try (default dbsf,rrf,weighted)")] = None,
+    weights: Annotated[str | None, typer.Option(
+        help="dense weights to try (default 0.2,0.4,0.5,0.6,0.8,0.9)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
+) -> None:
+    """Sweep hybrid fusion and dense weight on the index's judgments; --apply stores the best for it."""
+    from esrag.terminal import progress_wanted
+    from query.eval.tune import parse_grid, tune
+
+    settings = load_settings(index=index)
+    fs, ws = parse_grid(fusions, weights)
+    progress = _progress if progress_wanted() or not as_json else None
+    out = tune(settings, fusions=fs, weights=ws, apply=apply, progress=progress)
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    typer.echo(f"index {out['index']}: {out['queries']} judged queries ({out['judgments']} judgments)")
+    typer.echo(f"{'fusion':<10} {'weight':>6} {'nDCG@10':>8} {'MRR@10':>8} {'R@100':>8}")
+    for r in out["results"]:
+        typer.echo(f"{r['fusion']:<10} {r['weight_dense']:>6} {r['ndcg@10']:>8.4f} {r['mrr@10']:>8.4f} "
+                   f"{r['recall@100']:>8.4f}")
+    best = out["best"]
+    verb = "stored in the index" if apply else "not stored: run again with --apply"
+    typer.echo(f"best: fusion={best['fusion']} weight={best['hybrid_weight_dense']} "
+               f"(nDCG@10 {best['ndcg_at_10']:.4f}); {verb}")
+
+
+judgments_app = typer.Typer(help="Relevance judgments marked in the search workbench.", no_args_is_help=True)
+
+
+@judgments_app.command("export")
+def judgments_export(
+    index: Annotated[str, typer.Argument(help="index alias whose judgments to export")],
+    out_dir: Annotated[Path, typer.Argument(help="folder to write corpus.jsonl, queries.jsonl, qrels/")],
+) -> None:
+    """Write the judgments as a BEIR folder (judged documents, queries, qrels/test.tsv)."""
+    from query.judgments import export_beir
+    from query.retrieval import default_client
+
+    settings = load_settings(index=index)
+    counts = export_beir(default_client(settings), settings, out_dir)
+    typer.echo(f"{counts['documents']} documents, {counts['queries']} queries, {counts['qrels']} qrels "
+               f"({counts['judgments']} judgments) in {out_dir}")
+
+
+@judgments_app.command("list")
+def judgments_list(
+    index: Annotated[str, typer.Argument(help="index alias")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Every judgment of the index: query, chunk, document, relevance."""
+    from query.judgments import list_judgments
+    from query.retrieval import default_client
+
+    settings = load_settings(index=index)
+    rows = list_judgments(default_client(settings), settings.index)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for r in rows:
+        typer.echo(f"{r['relevance']}  {r['chunk_id']}  {r['query']}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add `eval` and `eval-build` to ``app``."""
+    """Add `eval`, `eval-build`, `tune` and `judgments` to ``app``."""
     app.command("eval")(eval_command)
     app.command("eval-build")(build_command)
+    app.command("tune")(tune_command)
+    app.add_typer(judgments_app, name="judgments")

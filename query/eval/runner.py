@@ -89,6 +89,7 @@ def rerank_top(reranker: Any, query: str, hits: list[Any], depth: int) -> list[A
 
 
 def run_mode(settings: Settings, dataset: Dataset, mode: str, *, client: Any = None, embedder: Any = None,
+             progress: Callable[[str], None] | None = None,
              ) -> tuple[dict[str, dict[str, float]], list[float]]:
     """Document run (query -> doc -> score) and per-query latencies in ms for one mode."""
     from query.retrieval import search
@@ -101,7 +102,9 @@ def run_mode(settings: Settings, dataset: Dataset, mode: str, *, client: Any = N
         reranker = get_reranker(settings)
     run: dict[str, dict[str, float]] = {}
     latencies: list[float] = []
-    for qid, text in dataset.queries.items():
+    total = len(dataset.queries)
+    every = max(1, total // 20)  # about twenty progress lines per mode
+    for done, (qid, text) in enumerate(dataset.queries.items(), start=1):
         t0 = time.perf_counter()
         hits = search(settings, text, mode=base, k=CHUNK_DEPTH, rerank=False, client=client,
                       embedder=embedder)
@@ -109,6 +112,8 @@ def run_mode(settings: Settings, dataset: Dataset, mode: str, *, client: Any = N
             hits = rerank_top(reranker, text, hits, settings.rerank_depth)
         latencies.append((time.perf_counter() - t0) * 1000)
         run[qid] = rank_scores(collapse_to_docs(hits, depth=DOC_DEPTH))
+        if progress and (done % every == 0 or done == total):
+            progress(f"  {mode}: {done}/{total} queries")
     return run, latencies
 
 
@@ -120,7 +125,7 @@ def score_modes(settings: Settings, dataset: Dataset, modes: Sequence[str], *, c
     for mode in modes:
         if progress:
             progress(f"running {len(dataset.queries)} queries, mode {mode}")
-        run, lat = run_mode(settings, dataset, mode, client=client, embedder=embedder)
+        run, lat = run_mode(settings, dataset, mode, client=client, embedder=embedder, progress=progress)
         results[mode] = {**evaluate(dataset.qrels, run), "p50_ms": p50(lat)}
     return results
 
