@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from importlib.resources import files
 from typing import Any
@@ -19,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from dashboard.auth import COOKIE, cookie_token, identify_request, require_role
 from dashboard.state import StateReader, one_line
 from esrag.errors import EsragError
-from esrag.keys import Principal, identify, keyed
+from esrag.keys import Principal, Role, identify, keyed
 from esrag.settings import Settings
 from workers.jobstore import JobStore
 
@@ -40,12 +41,12 @@ def render_page(settings: Settings) -> str:
             .replace("{{CONFIG}}", html.escape(config, quote=True)))
 
 
-def unauthorised_page(principal: Principal | None = None) -> HTMLResponse:
-    """The page shown to a browser without a valid key (401), or with a key below admin (403)."""
+def unauthorised_page(principal: Principal | None = None, role: str = "admin") -> HTMLResponse:
+    """The page shown to a browser without a valid key (401), or with a key below ``role`` (403)."""
     if principal is not None:
         body = ("<!doctype html><html lang=en><meta charset=utf-8><title>esrag dashboard: 403</title>"
-                f"<h1>403: the key {html.escape(principal.name)!r} ({principal.role}) is not an admin "
-                "key</h1>")
+                f"<h1>403: the key {html.escape(principal.name)!r} ({principal.role}) is not "
+                f"{'an' if role == 'admin' else 'a'} {role} key</h1>")
         return HTMLResponse(body, status_code=403)
     body = ("<!doctype html><html lang=en><meta charset=utf-8><title>esrag dashboard: 401</title>"
             "<body style='font:15px system-ui,sans-serif;margin:3em;color:#222'>"
@@ -53,6 +54,26 @@ def unauthorised_page(principal: Principal | None = None) -> HTMLResponse:
             "(an admin key: one of ESRAG_API_KEYS or an <code>esrag keys add --role admin</code> key), "
             "or send it as <code>X-API-Key</code>.</p></body></html>")
     return HTMLResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+
+def keyed_page(settings: Settings, request: Request, key: str | None, role: Role,
+               render: Callable[[Principal | None], str]) -> Response:
+    """A dashboard page for callers with ``role``. ``?key=`` logs a browser in: a valid key sets
+    the HttpOnly cookie and redirects to the page without the key in its address."""
+    if key is not None and not keyed(settings):
+        return RedirectResponse(request.url.path, status_code=303)
+    if key is not None:
+        principal = identify(settings, key)
+        if principal is None or not principal.allows(role):
+            return unauthorised_page(principal, role)
+        response = RedirectResponse(request.url.path, status_code=303)
+        response.set_cookie(COOKIE, cookie_token(key), httponly=True, samesite="strict",
+                            path="/", secure=request.url.scheme == "https")  # /docs reads it too
+        return response
+    principal = identify_request(settings, request)
+    if principal is None or not principal.allows(role):
+        return unauthorised_page(principal, role)
+    return HTMLResponse(render(principal), headers={"Cache-Control": "no-store"})
 
 
 def make_router(settings: Settings) -> APIRouter:
@@ -63,20 +84,7 @@ def make_router(settings: Settings) -> APIRouter:
 
     @router.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
     def page(request: Request, key: str | None = None) -> Response:
-        if key is not None and not keyed(settings):
-            return RedirectResponse("/dashboard", status_code=303)
-        if key is not None:
-            principal = identify(settings, key)
-            if principal is None or not principal.allows("admin"):
-                return unauthorised_page(principal)
-            response = RedirectResponse("/dashboard", status_code=303)
-            response.set_cookie(COOKIE, cookie_token(key), httponly=True, samesite="strict",
-                                path="/", secure=request.url.scheme == "https")  # /docs reads it too
-            return response
-        principal = identify_request(settings, request)
-        if principal is None or not principal.allows("admin"):
-            return unauthorised_page(principal)
-        return HTMLResponse(render_page(settings), headers={"Cache-Control": "no-store"})
+        return keyed_page(settings, request, key, "admin", lambda _: render_page(settings))
 
     @router.get("/dashboard/api/state", dependencies=[Depends(auth)])
     def state() -> JSONResponse:

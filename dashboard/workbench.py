@@ -1,8 +1,11 @@
 """The search workbench at ``/dashboard/search``: every retrieval mode side by side, the streamed
 answer with its citations, the cited passage inside its document, and relevance judgments.
 
-Same keys as the dashboard (``require_key``). The query side is imported inside the routes,
-so mounting the dashboard loads no model.
+Any key with the read role opens it; its routes are mounted behind ``require_role("read")``,
+which binds the key's tenant filters to every query they make (query/scope.py), so a scoped
+key sees only its own documents here as in /v1/search. Judgments are shared by everyone who
+tunes the index (they hold queries and document ids of every tenant): admin only. The query
+side is imported inside the routes, so mounting the dashboard loads no model.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from dashboard.auth import is_authorised, require_key
-from dashboard.router import _asset, unauthorised_page
+from dashboard.auth import require_role
+from dashboard.router import _asset, keyed_page
 from esrag.settings import Settings
 
 MAX_QUERY = 2000
@@ -51,9 +54,10 @@ class AskRequest(BaseModel):
     rerank: bool | None = None
 
 
-def render_page(settings: Settings) -> str:
-    """The workbench page with its CSS and script inlined."""
-    config = json.dumps({"index": settings.index, "judgments": True})
+def render_page(settings: Settings, judgments: bool = True) -> str:
+    """The workbench page with its CSS and script inlined; ``judgments``: show the marking buttons
+    (admin keys, or no keys configured)."""
+    config = json.dumps({"index": settings.index, "judgments": judgments})
     return (_asset("search.html")
             .replace("/*CSS*/", _asset("dashboard.css") + _asset("search.css"))
             .replace("/*JS*/", _asset("search.js"))
@@ -65,21 +69,24 @@ def _sse(event: str, data: dict[str, Any]) -> str:
 
 
 def make_workbench_router(settings: Settings) -> APIRouter:
-    """Routes of the search workbench, behind the dashboard's keys."""
-    auth = require_key(settings)
+    """Routes of the search workbench: read keys (scoped by their filters); judgments admin keys."""
+    auth = require_role("read", settings)
+    admin = require_role("admin", settings)
     router = APIRouter(tags=["dashboard"])
 
     @router.get("/dashboard/search", response_class=HTMLResponse, include_in_schema=False)
-    def page(request: Request) -> Response:
-        if not is_authorised(settings, request):
-            return unauthorised_page()
-        return HTMLResponse(render_page(settings), headers={"Cache-Control": "no-store"})
+    def page(request: Request, key: str | None = None) -> Response:
+        return keyed_page(settings, request, key, "read",
+                          lambda principal: render_page(settings, principal is not None
+                                                        and principal.allows("admin")))
 
     @router.post("/dashboard/api/search/compare", dependencies=[Depends(auth)])
     def compare(body: CompareRequest, request: Request) -> JSONResponse:
         """BM25, dense, hybrid and hybrid+rerank for one query, with per-leg scores and timings."""
+        from query.api.routes import check_rerank
         from query.explain import compare as run_compare
 
+        check_rerank(settings, body.k, body.rerank)
         out = run_compare(settings, body.query, k=body.k, filters=body.filters or None,
                           rerank=body.rerank, client=request.app.state.es)
         return JSONResponse(out, headers={"Cache-Control": "no-store"})
@@ -88,7 +95,10 @@ def make_workbench_router(settings: Settings) -> APIRouter:
     async def ask(body: AskRequest, request: Request) -> StreamingResponse:
         """The answer as server-sent events: ``token`` pieces, then ``done`` with citations."""
         from esrag.errors import EsragError
+        from query.api.routes import check_rerank
         from query.generation import ask_stream
+
+        check_rerank(settings, body.k or settings.ask_passages, body.rerank)
 
         events = ask_stream(settings, body.question, k=body.k, filters=body.filters or None,
                             rerank=body.rerank, client=request.app.state.es)
@@ -130,7 +140,7 @@ def make_workbench_router(settings: Settings) -> APIRouter:
         return JSONResponse({"alias": settings.index, "index": index, **effective_fusion(settings, meta),
                              "tuned": meta.get(TUNED_KEY)}, headers={"Cache-Control": "no-store"})
 
-    @router.post("/dashboard/api/judgments", dependencies=[Depends(auth)])
+    @router.post("/dashboard/api/judgments", dependencies=[Depends(admin)])
     def judge(body: JudgmentRequest, request: Request) -> dict[str, Any]:
         """Mark one hit of one query relevant (1..3) or not (0); marking again overwrites."""
         from query.judgments import put_judgment
@@ -138,7 +148,7 @@ def make_workbench_router(settings: Settings) -> APIRouter:
         return put_judgment(request.app.state.es, settings.index, body.query, body.chunk_id, body.doc_id,
                             body.relevance)
 
-    @router.get("/dashboard/api/judgments", dependencies=[Depends(auth)])
+    @router.get("/dashboard/api/judgments", dependencies=[Depends(admin)])
     def judgments(request: Request, query: str | None = None) -> JSONResponse:
         """The index's judgments (of one query when given)."""
         from query.judgments import list_judgments

@@ -38,7 +38,7 @@ health_router = APIRouter(tags=["health"])
 def search(body: SearchRequest, request: Request, settings: SettingsDep, client: ClientDep) -> dict:
     """Ranked chunks for a query (bm25, dense or hybrid), filtered, optionally reranked."""
     request.state.mode = body.mode
-    _check_rerank(settings, body.k, body.rerank)
+    check_rerank(settings, body.k, body.rerank)
     found = retrieve(settings, body.query, mode=body.mode, k=body.k, filters=body.filters or None,
                      rerank=body.rerank, client=client)
     return {"hits": [h.to_dict() for h in found.hits], "mode": body.mode, "timings_ms": found.timings_ms}
@@ -72,7 +72,7 @@ def _event_text(event: AskEvent, include_reasoning: bool) -> str:
 async def ask(body: AskRequest, request: Request, settings: SettingsDep, client: ClientDep) -> Any:
     """An answer with numbered citations; streamed as server-sent events on request."""
     request.state.mode = body.mode
-    _check_rerank(settings, body.k, body.rerank)
+    check_rerank(settings, body.k, body.rerank)
     events = ask_stream(settings, body.question, mode=body.mode, k=body.k, filters=body.filters or None,
                         rerank=body.rerank, reasoning=body.reasoning, client=client)
     # Retrieval runs before the first event: its errors still become proper status codes.
@@ -92,7 +92,7 @@ async def ask(body: AskRequest, request: Request, settings: SettingsDep, client:
     return JSONResponse(await run_in_threadpool(finish))
 
 
-def _check_rerank(settings: Settings, k: int, rerank: bool | None) -> None:
+def check_rerank(settings: Settings, k: int, rerank: bool | None) -> None:
     """422 when a request would have more passages reranked than ESRAG_RERANK_REQUEST_MAX."""
     if (settings.rerank if rerank is None else rerank) and k > settings.rerank_request_max:
         raise HTTPException(status_code=422, detail=[{

@@ -130,7 +130,7 @@ def _ask_bodies(other: str) -> list[dict[str, Any]]:
 
 
 def _document_paths() -> list[str]:
-    ids = [doc_id for tenant in CORPUS.values() for doc_id in tenant]
+    ids = _doc_ids()
     return ([f"/v1/documents/{d}" for d in ids] + [f"/v1/documents/{d}?after=0&limit=1" for d in ids]
             + ["/v1/documents/globex-revenue%23", "/v1/documents/*"])
 
@@ -154,7 +154,32 @@ def requests_for(other: str) -> dict[tuple[str, str], list[tuple[str, dict[str, 
         ("GET", "/dashboard/api/state"): [("/dashboard/api/state", None)],
         ("POST", "/dashboard/api/jobs/{job_id}/retry"): [(f"/dashboard/api/jobs/{job}/retry", None)],
         ("POST", "/dashboard/api/jobs/{job_id}/cancel"): [(f"/dashboard/api/jobs/{job}/cancel", None)],
+        ("GET", "/dashboard/search"): [("/dashboard/search", None)],
+        ("POST", "/dashboard/api/search/compare"): [("/dashboard/api/search/compare", _compare_body(b))
+                                                    for b in _search_bodies(other) if b["mode"] == "hybrid"],
+        ("POST", "/dashboard/api/search/ask"): [("/dashboard/api/search/ask", _workbench_ask(b))
+                                                for b in _ask_bodies(other) if b["mode"] == "hybrid"],
+        ("GET", "/dashboard/api/search/document"): [(f"/dashboard/api/search/document?doc_id={d}", None)
+                                                    for d in _doc_ids()],
+        ("GET", "/dashboard/api/search/tuning"): [("/dashboard/api/search/tuning", None)],
+        ("POST", "/dashboard/api/judgments"): [("/dashboard/api/judgments", {
+            "query": QUERIES[0], "chunk_id": f"{other}-revenue:0:x", "doc_id": f"{other}-revenue",
+            "relevance": 1})],
+        ("GET", "/dashboard/api/judgments"): [("/dashboard/api/judgments", None)],
     }
+
+
+def _doc_ids() -> list[str]:
+    return [doc_id for tenant in CORPUS.values() for doc_id in tenant]
+
+
+def _compare_body(search: dict[str, Any]) -> dict[str, Any]:
+    """The workbench runs every mode at once: a /v1/search body without its mode."""
+    return {k: v for k, v in search.items() if k != "mode"}
+
+
+def _workbench_ask(ask: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in ask.items() if k not in ("mode", "stream")}
 
 
 def _walk(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, str]]:
@@ -209,10 +234,16 @@ def test_no_response_leaks_the_other_tenant(tenancy: tuple[TestClient, dict], ke
     assert statuses[("POST", "/v1/search")] == {200, 403}
     assert statuses[("POST", "/v1/ask")] == {200, 403}
     assert statuses[("GET", "/v1/documents/{doc_id:path}")] == {200, 404}
+    # the workbench: a read key's own view, scoped like /v1/search
+    assert statuses[("POST", "/dashboard/api/search/compare")] == {200, 403}
+    assert statuses[("POST", "/dashboard/api/search/ask")] == {200, 403}
+    assert statuses[("GET", "/dashboard/api/search/document")] == {200, 404}
+    assert statuses[("GET", "/dashboard/search")] == {200}
     # read and ingest keys: no job listing, no dashboard, no metrics
     for route in [("GET", "/v1/jobs"), ("GET", "/dashboard/api/state"), ("GET", "/metrics"),
                   ("POST", "/dashboard/api/jobs/{job_id}/retry"),
-                  ("POST", "/dashboard/api/jobs/{job_id}/cancel"), ("GET", "/dashboard")]:
+                  ("POST", "/dashboard/api/jobs/{job_id}/cancel"), ("GET", "/dashboard"),
+                  ("POST", "/dashboard/api/judgments"), ("GET", "/dashboard/api/judgments")]:
         assert statuses[route] == {403}, route
     expected = {403} if key_name.endswith("read") else {404}  # an ingest key may read its own jobs only
     assert statuses[("GET", "/v1/jobs/{job_id}")] == expected
