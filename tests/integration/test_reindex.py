@@ -116,7 +116,7 @@ def test_reindex_swaps_live_alias_to_new_model(
 
     mpnet = get_embedder(settings.model_copy(update={"embed_model": NEW_MODEL}))
     some = sorted(after)[:3]
-    vecs = mpnet.encode([embed_input(after[c]) for c in some])
+    vecs = mpnet.encode_document([embed_input(after[c]) for c in some])
     for cid, vec in zip(some, vecs, strict=True):
         assert max(abs(a - b) for a, b in zip(after[cid]["embedding"], vec.tolist(), strict=True)) < 1e-4
 
