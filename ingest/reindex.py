@@ -180,7 +180,8 @@ def print_summary(s: ReindexSummary, model_path: Path | None) -> None:
         typer.echo(f"old index {s.old_index} kept for rollback; delete it when no longer needed")
     env = f"ESRAG_EMBED_MODEL={s.new_model}" + (f" ESRAG_EMBED_MODEL_PATH={model_path}" if model_path else "")
     typer.echo(
-        f"set {env} for queries, the API and workers: with {s.old_model} they now fail with a model mismatch"
+        f"set {env} for workers and wherever ESRAG_EMBED_MODEL is set: with {s.old_model} they now fail "
+        "with a model mismatch (queries that set no model follow the index)"
     )
 
 
