@@ -73,7 +73,7 @@ def child_ingest(folders: list[str], index: str, bare_sample: int = -1) -> dict:
 
     settings = load_settings(index=index)
     embedder = get_embedder(settings)
-    embedder.encode(["warm up"] * 8)
+    embedder.encode_document(["warm up"] * 8)
     rss_before = peak_rss_mb()
     files = expand_paths([f"{f}/**/*.html" for f in folders], settings)
     t0, c0 = time.perf_counter(), cpu_seconds()
@@ -116,10 +116,10 @@ def child_bare(folders: list[str], sample: int, embedder=None) -> dict:
     if sample and sample < total:
         step = total / sample
         inputs = [inputs[int(i * step)] for i in range(sample)]
-    embedder.encode(["warm up"] * 8)
+    embedder.encode_document(["warm up"] * 8)
     t0, c0 = time.perf_counter(), cpu_seconds()
     for i in range(0, len(inputs), EMBED_GROUP):
-        embedder.encode(inputs[i:i + EMBED_GROUP])
+        embedder.encode_document(inputs[i:i + EMBED_GROUP])
     seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     return {
         "chunks_total": total, "chunks_embedded": len(inputs), "seconds": round(seconds, 2),

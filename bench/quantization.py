@@ -57,7 +57,7 @@ def query_vectors(texts: list[str], n: int) -> tuple[list[str], np.ndarray]:
 
     picks = np.linspace(0, len(texts) - 1, n).astype(int)
     queries = [" ".join(texts[i].split()[:12]) for i in picks]
-    return queries, get_embedder(load_settings()).encode(queries)
+    return queries, get_embedder(load_settings()).encode_query(queries)
 
 
 def chunks_per_folder(sources: list[str], folders: list[str]) -> dict[str, int]:

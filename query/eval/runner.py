@@ -22,11 +22,12 @@ CHUNK_DEPTH = 300        # chunks retrieved per query, collapsed to at most DOC_
 # Settings that change what is indexed: sweeping them re-ingests into a separate index.
 REINGEST_KEYS = frozenset({
     "chunk_max_tokens", "chunk_overlap_tokens", "embed_model", "embed_model_path",
-    "text_analyzer", "stem_language", "vector_index_type",
+    "text_analyzer", "stem_language", "vector_index_type", "embed_runtime", "embed_precision",
 })
 SWEEP_KEYS = frozenset({
     "chunk_max_tokens", "chunk_overlap_tokens", "fusion", "rrf_k", "hybrid_weight_dense",
     "num_candidates", "rerank_depth", "hybrid_window", "embed_model", "text_analyzer",
+    "embed_runtime", "embed_precision",
 })
 
 
@@ -155,7 +156,7 @@ def sweep(settings: Settings, dataset: Dataset, key: str, values: Sequence[str],
         run_settings = with_settings(probe, index=eval_index(dataset, index, suffix))
         if progress:
             progress(f"{key}={value}: index {run_settings.index}")
-        emb = None if key.startswith("embed_model") else embedder
+        emb = None if key.startswith("embed_") else embedder
         ingest_corpus(run_settings, dataset, client=client, embedder=emb)
         out[value] = score_modes(run_settings, dataset, modes, client=client, embedder=emb, progress=progress)
     return {"dataset": dataset.name, "queries": len(dataset.queries), "sweep": {"key": key, "results": out}}

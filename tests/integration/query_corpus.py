@@ -84,7 +84,7 @@ def index_corpus(es: Elasticsearch, settings: Settings) -> str:
     embedder = get_embedder(settings)
     index = ensure_index(es, settings, embedder.info)
     docs = chunk_docs()
-    vectors = embedder.encode([d["text"] for d in docs])
+    vectors = embedder.encode_document([d["text"] for d in docs])
     actions = [
         {"_index": index, "_id": d["chunk_id"], "_source": {**d, "model": embedder.name,
                                                           "embedding": v.tolist()}}

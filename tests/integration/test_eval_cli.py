@@ -38,14 +38,15 @@ def test_eval_small_chatterbot_slice(settings, tmp_path: Path, capsys):
     assert ndcg >= base["ndcg@10"] - base["margin"], f"nDCG@10 {ndcg} fell below the baseline {base}"
     # A second run reuses the index (unchanged documents are skipped); --limit cuts the queries;
     # --answers scores the default (extractive) backend's answers against the reference answers:
-    # 5 answers, each with a citation, a third of the cited documents judged relevant.
+    # 5 answers, 4 with a citation (one's closest sentence is under the similarity floor), a
+    # quarter of the cited documents judged relevant (the default embedder, MiniLM on ONNX int8).
     args = ["eval", str(data), "--mode", "bm25", "--json", "--index", settings.index, "--limit", "5",
             "--answers"]
     assert main(args) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["queries"] == 5
-    assert again["answers"] == {"answers": 5, "token_f1": 0.3299, "cited_share": 1.0,
-                                "citation_precision": 0.3333}
+    assert again["answers"] == {"answers": 5, "token_f1": 0.1966, "cited_share": 0.8,
+                                "citation_precision": 0.25}
 
 
 def test_eval_missing_qrels_is_one_line(tmp_path: Path, capsys):

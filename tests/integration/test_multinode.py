@@ -322,7 +322,7 @@ def test_kill_a_node_while_a_worker_job_ingests(cluster: Cluster, tmp_path: Path
 
     querier = threading.Thread(target=query_loop, daemon=True)
     try:
-        get_embedder(settings).encode(["warm up"])  # the query model, loaded before the clock runs
+        get_embedder(settings).encode_query(["warm up"])  # the query model, loaded before the clock runs
         job_id = submit_files(files, settings)
         deadline = time.monotonic() + 300
         while (job := store.get(job_id)) is not None and job.tasks_done < 10:

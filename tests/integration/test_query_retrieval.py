@@ -99,8 +99,11 @@ def test_model_mismatch_refused(es, settings):
     ensure_index(es, settings, ModelInfo(name="other-model", dims=384))
     with pytest.raises(ModelMismatch) as err:
         search(settings, Q, mode="dense")
-    assert str(err.value).startswith("index " + settings.index + "-other-model-v1 was built with model "
-                                     "other-model (384d) but ESRAG_EMBED_MODEL is all-MiniLM-L6-v2 (384d)")
+    message = str(err.value)
+    assert message.startswith("index " + settings.index + "-other-model-v1 was built with model "
+                              "other-model (384d, fp32) but the configured embedder is "
+                              "all-MiniLM-L6-v2 (384d, ")
+    assert "run `esrag reindex --model all-MiniLM-L6-v2` to rebuild the index for it" in message
 
 
 def test_missing_index(settings):
@@ -142,26 +145,31 @@ def test_rerank_default_mpnet(corpus):
 
 
 def test_bi_encoder_passage_cache(corpus):
-    from query.models import mpnet_path
+    from query.models import MPNET_NAME
     from query.rerank import BiEncoderReranker
 
-    class Counting(BiEncoderReranker):
-        encoded: list[str] = []
+    mpnet = get_embedder(corpus.model_copy(update={"embed_model": MPNET_NAME}))
+    encoded: list[list[str]] = []
+    real = mpnet._encode
 
-        def _encode(self, texts):
-            self.encoded.extend(texts)
-            return super()._encode(texts)
+    def spy(texts):
+        encoded.append(list(texts))
+        return real(texts)
 
-    path = mpnet_path(corpus)
-    plain = BiEncoderReranker(path, "mpnet")
-    cached = Counting(path, "mpnet", cache_size=2)
+    plain = BiEncoderReranker(mpnet)
+    cached = BiEncoderReranker(mpnet, cache_size=2)
     texts = ["Read a file line by line with a for loop.", "Bread needs a hot oven.",
              "Read a file line by line with a for loop.", "Vacuum reclaims space."]
     expected = plain.scores(Q, texts)
-    assert cached.scores(Q, texts) == pytest.approx(expected, abs=1e-5)
-    # the repeated passage was encoded once; only the last two distinct passages are kept
-    assert cached.encoded == [Q, texts[0], texts[1], texts[3]]
-    assert len(cached.cache) == 2
-    cached.encoded.clear()
-    assert cached.scores("bread", texts[1:]) == pytest.approx(plain.scores("bread", texts[1:]), abs=1e-5)
-    assert cached.encoded == ["bread", texts[2]]  # texts[0] (= texts[2]) had been evicted
+    mpnet._encode = spy
+    try:
+        assert cached.scores(Q, texts) == pytest.approx(expected, abs=1e-5)
+        # the repeated passage was encoded once; only the last two distinct passages are kept
+        assert encoded == [[Q], [texts[0], texts[1], texts[3]]]
+        assert len(cached.cache) == 2
+        encoded.clear()
+        got = cached.scores("bread", texts[1:])
+        assert encoded == [["bread"], [texts[2]]]  # texts[0] (= texts[2]) had been evicted
+    finally:
+        del mpnet._encode
+    assert got == pytest.approx(plain.scores("bread", texts[1:]), abs=1e-5)

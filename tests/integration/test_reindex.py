@@ -116,13 +116,16 @@ def test_reindex_swaps_live_alias_to_new_model(
 
     mpnet = get_embedder(settings.model_copy(update={"embed_model": NEW_MODEL}))
     some = sorted(after)[:3]
-    vecs = mpnet.encode([embed_input(after[c]) for c in some])
+    vecs = mpnet.encode_document([embed_input(after[c]) for c in some])
     for cid, vec in zip(some, vecs, strict=True):
         assert max(abs(a - b) for a, b in zip(after[cid]["embedding"], vec.tolist(), strict=True)) < 1e-4
 
-    # queries still configured for the old model now fail with the model mismatch error
-    with pytest.raises(ModelMismatch, match=f"index {new} was built with model {NEW_MODEL} \\(768d\\)"):
-        search(settings, "bisect a sorted list", mode="dense")
+    # queries configured for the old model now fail with the model mismatch error; queries that
+    # name no model follow the index
+    old_settings = settings.model_copy(update={"embed_model": "all-MiniLM-L6-v2"})
+    with pytest.raises(ModelMismatch, match=f"index {new} was built with model {NEW_MODEL} \\(768d, fp32\\)"):
+        search(old_settings, "bisect a sorted list", mode="dense")
+    assert search(settings, "bisect a sorted list", mode="dense")[0].source.endswith("bisect.html")
     mpnet_settings = settings.model_copy(update={"embed_model": NEW_MODEL})
     hits = search(mpnet_settings, "bisect a sorted list", mode="dense")
     assert hits and hits[0].source.endswith("bisect.html")
@@ -141,11 +144,11 @@ def test_reindex_refusals_are_one_line(es: Elasticsearch, settings: Settings, tm
     captured = capsys.readouterr()
     assert (rc, captured.out) == (1, "")
     assert captured.err == (
-        f"error: index {old} already uses model all-MiniLM-L6-v2 (384d); nothing to reindex\n")
+        f"error: index {old} already uses model all-MiniLM-L6-v2 (384d, int8); nothing to reindex\n")
 
     rc = main(["reindex", "--model", "no-such-model", "--index", settings.index])
     assert rc == 2
-    assert capsys.readouterr().err.startswith("error: model 'no-such-model' is not packaged;")
+    assert capsys.readouterr().err.startswith("error: model 'no-such-model' is not one of all-MiniLM-L6-v2, ")
     assert alias_target(es, settings.index) == old
     assert sorted(es.indices.get(index=f"{settings.index}*")) == [old]  # nothing left behind
 
@@ -166,8 +169,8 @@ def test_reindex_delete_old_human_output(
     assert lines[1:] == [
         f"alias {settings.index} now points at {new}",
         f"old index {old} deleted",
-        f"set ESRAG_EMBED_MODEL={NEW_MODEL} for queries, the API and workers: with all-MiniLM-L6-v2 "
-        "they now fail with a model mismatch",
+        f"set ESRAG_EMBED_MODEL={NEW_MODEL} for workers and wherever ESRAG_EMBED_MODEL is set: with "
+        "all-MiniLM-L6-v2 they now fail with a model mismatch (queries that set no model follow the index)",
     ]
     assert not es.indices.exists(index=old)
     assert alias_target(es, settings.index) == new
