@@ -72,7 +72,7 @@ def compare(
         embedder = get_embedder(settings)
     check_model(meta, embedder.info, index)
     te = time.perf_counter()
-    vector = embedder.encode([query])[0].tolist()
+    vector = embedder.encode_query([query])[0].tolist()
     timings["embed_ms"] = (time.perf_counter() - te) * 1000
 
     ts = time.perf_counter()

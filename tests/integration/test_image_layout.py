@@ -67,8 +67,9 @@ def image() -> Iterator[tuple[Path, dict[str, str]]]:
         subprocess.run(["bash", "-c", fetch], check=True, timeout=900)
         unpack = next(c for c in runs if c.startswith("python -m esrag.model_files"))
         assert unpack == "python -m esrag.model_files /tmp/jars"
-        subprocess.run([str(venv / "bin/python"), "-m", "esrag.model_files", str(jars)], check=True, timeout=300,
-                       env={**os.environ, "ESRAG_CACHE_DIR": str(top / env["ESRAG_CACHE_DIR"].lstrip("/"))})
+        cache = str(top / env["ESRAG_CACHE_DIR"].lstrip("/"))
+        subprocess.run([str(venv / "bin/python"), "-m", "esrag.model_files", str(jars)], check=True,
+                       timeout=300, env={**os.environ, "ESRAG_CACHE_DIR": cache})
         subprocess.run(["chown", "-R", f"{USER}:", str(top / "home")], check=True)
         (top / "home").chmod(0o755)
         user_env = {"PATH": f"{venv}/bin:/usr/bin:/bin", "HOME": str(home),

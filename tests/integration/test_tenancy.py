@@ -80,7 +80,7 @@ def tenancy(es: Elasticsearch, tmp_path_factory: pytest.TempPathFactory) -> Iter
     embedder = get_embedder(settings)
     index = ensure_index(es, settings, embedder.info)
     docs = chunk_docs("acme") + chunk_docs("globex")
-    vectors = embedder.encode([d["text"] for d in docs])
+    vectors = embedder.encode_document([d["text"] for d in docs])
     bulk(es, [{"_index": index, "_id": d["chunk_id"],
                "_source": {**d, "model": embedder.name, "embedding": v.tolist()}}
               for d, v in zip(docs, vectors, strict=True)], refresh="wait_for")
