@@ -67,9 +67,9 @@ def compare(
     language = meta.get("stem_language") or settings.stem_language
     terms = query_terms(query, language)
     if embedder is None:
-        from esrag.embedder import get_embedder
+        from esrag.embedder import get_embedder, settings_for_index
 
-        embedder = get_embedder(settings)
+        embedder = get_embedder(settings_for_index(settings, meta))
     check_model(meta, embedder.info, index)
     te = time.perf_counter()
     vector = embedder.encode_query([query])[0].tolist()
