@@ -6,6 +6,7 @@ yields its bad lines as LoadError items so that the good lines are still indexed
 
 from __future__ import annotations
 
+import bisect
 import io
 import json
 import logging
@@ -31,7 +32,9 @@ CONTENT_TYPES = {
 }
 SUPPORTED_SUFFIXES = frozenset(CONTENT_TYPES)
 
-_MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+# The heading text is taken up to the end of the line and its closing #s stripped in
+# Python: a lazy (.+?) before [ \t#]*$ rescans a run of spaces or #s once per character.
+_MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+)$", re.MULTILINE)
 _MD_FENCE = re.compile(r"^(```|~~~)", re.MULTILINE)
 _CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f]")
 _RESERVED_JSONL_KEYS = ("id", "_id", "text", "title")
@@ -100,11 +103,15 @@ def markdown_headings(text: str) -> list[Heading]:
             opened = None
     if opened is not None:
         fenced.append((opened, len(text)))
+    fence_starts = [a for a, _ in fenced]
     heads = []
     for m in _MD_HEADING.finditer(text):
-        if any(a <= m.start() < b for a, b in fenced):
+        k = bisect.bisect_right(fence_starts, m.start()) - 1  # the last fence opened before it
+        if k >= 0 and m.start() < fenced[k][1]:
             continue
-        heads.append(Heading(m.start(), m.end(), len(m.group(1)), m.group(2).strip()))
+        body = m.group(2)
+        title = body.rstrip(" \t#") or body[:1]
+        heads.append(Heading(m.start(), m.end(), len(m.group(1)), title.strip()))
     return heads
 
 
