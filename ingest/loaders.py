@@ -232,6 +232,7 @@ def iter_jsonl(path: Path, max_line_bytes: int) -> Iterator[Document | LoadError
     """One document per line {"id" (or "_id"), "text", "title"?, ...metadata}; bad lines as errors."""
     source = str(path.resolve())
     modified = _mtime(path)
+    seen: dict[str, int] = {}  # id -> line of its first record
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             where = f"{path}:{lineno}"
@@ -259,6 +260,11 @@ def iter_jsonl(path: Path, max_line_bytes: int) -> Iterator[Document | LoadError
             if not isinstance(doc_id, str) or not doc_id.strip():
                 yield LoadError(where, 'no "id" (or "_id") string')
                 continue
+            if doc_id in seen:
+                yield LoadError(where, f"duplicate id {doc_id[:100]!r} (first on line {seen[doc_id]}); "
+                                       "this line is skipped")
+                continue
+            seen[doc_id] = lineno
             text = obj.get("text")
             if not isinstance(text, str):
                 yield LoadError(where, 'no "text" string')

@@ -154,13 +154,15 @@ def ingest(
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="follow the job to its end")] = True,
     local: Annotated[bool, typer.Option("--local", help="ingest in this process, not on workers")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    id_scope: Annotated[str | None, typer.Option(
+        "--id-scope", help=".jsonl ids: 'file' (each file its own ids, the default) or 'global'")] = None,
 ) -> None:
     """Parse, chunk, embed and index documents (on workers when one is online)."""
     from ingest.cli import print_summary, run_ingest
     from ingest.sources import expand_paths
     from workers.submit import submit_files
 
-    settings = load_settings(index=index)
+    settings = load_settings(index=index, id_scope=id_scope)
     if local or (wait and not workers_online(settings)):
         summary = run_ingest(paths, settings, show_progress=_is_tty() and not as_json)
         if as_json:

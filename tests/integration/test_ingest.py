@@ -15,7 +15,7 @@ from esrag.index import alias_target, create_index
 from esrag.settings import Settings
 from esrag.stemming import stem_text
 from ingest.chunking import HFTokenCounter, chunk_document
-from ingest.documents import chunk_hash, chunk_id, path_doc_id
+from ingest.documents import chunk_hash, chunk_id, chunk_prefix, path_doc_id
 from ingest.loaders import load_file
 from ingest.pipeline import ingest_files
 from ingest.sources import expand_paths
@@ -112,7 +112,8 @@ def test_every_loader_indexes_exact_fields(es: Elasticsearch, settings: Settings
             assert [c["text"] for c in stored] == [doc.text[c.start : c.end] for c in expected]
             assert [c["start"] for c in stored] == [c.start for c in expected]
             for s, e in zip(stored, expected, strict=True):
-                assert s["chunk_id"] == chunk_id(doc.doc_id, e.chunk_no, chunk_hash(e.text, e.context))
+                prefix = chunk_prefix(doc, settings.id_scope)  # a .jsonl id is scoped to its file
+                assert s["chunk_id"] == chunk_id(prefix, e.chunk_no, chunk_hash(e.text, e.context))
                 assert s["text"] == doc.text[s["start"] : s["end"]]
                 assert s["text_stemmed"] == stem_text(s["text"], "english")
                 assert s["model"] == "all-MiniLM-L6-v2" and len(s["embedding"]) == 384
