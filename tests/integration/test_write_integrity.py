@@ -202,3 +202,32 @@ def test_shard_failures_raise_instead_of_partial_answers(es: Elasticsearch, sett
     assert "failed on 1 of 2 shards" in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(EsragError):
         document_chunks(settings, "d1", client=es)
+
+
+@pytest.mark.timeout(600)
+def test_reindex_refuses_the_swap_when_a_document_changed_during_the_copy(
+    es: Elasticsearch, settings: Settings, tmp_path: Path
+) -> None:
+    from ingest.reindex import reindex
+
+    for i in range(6):
+        (tmp_path / f"d{i}.txt").write_text(f"Document {i} talks about kettles and tea, part {i}.\n")
+    ingest_files(expand_paths([str(tmp_path)], settings), settings)
+    old = alias_target(es, settings.index)
+    victim = sorted(_ids(es, settings.index).items())[-1]
+    edits: list[int] = []
+
+    def edit_once(done: int, total: int) -> None:
+        if not edits:  # a concurrent writer rewrites one chunk: the chunk count stays the same
+            src = dict(victim[1], text="Rewritten while the copy ran.")
+            es.index(index=old, id=victim[0], document=src, refresh=True)
+            edits.append(done)
+
+    with pytest.raises(EsragError) as info:
+        reindex(settings, "all-mpnet-base-v2", batch_size=2, progress=edit_once)
+    assert str(info.value) == (
+        f"alias {settings.index!r} received writes during the reindex (1 documents changed, first "
+        f"{victim[1]['doc_id']!r}); nothing swapped, stop ingest and run again")
+    assert edits == [2]
+    assert alias_target(es, settings.index) == old
+    assert sorted(es.indices.get(index=f"{settings.index}*")) == [old]  # the new index was removed
