@@ -53,10 +53,13 @@ class IngestSummary:
     embedded: int = 0
     seconds: float = 0.0
     index: str = ""
+    deleted_sources: list[str] | None = None  # with --sync: sources gone from disk, their chunks deleted
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON summary of `esrag ingest --json`."""
         out = asdict(self)
+        if self.deleted_sources is None:
+            del out["deleted_sources"]
         out["seconds"] = round(self.seconds, 3)
         return out
 

@@ -156,6 +156,8 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     id_scope: Annotated[str | None, typer.Option(
         "--id-scope", help=".jsonl ids: 'file' (each file its own ids, the default) or 'global'")] = None,
+    sync: Annotated[bool, typer.Option(
+        "--sync", help="also delete documents whose file under a given folder no longer exists")] = False,
 ) -> None:
     """Parse, chunk, embed and index documents (on workers when one is online)."""
     from ingest.cli import print_summary, run_ingest
@@ -164,7 +166,7 @@ def ingest(
 
     settings = load_settings(index=index, id_scope=id_scope)
     if local or (wait and not workers_online(settings)):
-        summary = run_ingest(paths, settings, show_progress=_is_tty() and not as_json)
+        summary = run_ingest(paths, settings, show_progress=_is_tty() and not as_json, sync=sync)
         if as_json:
             typer.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
         else:
@@ -173,13 +175,22 @@ def ingest(
             raise typer.Exit(1)
         return
     files = expand_paths(paths, settings)
+    synced = None
+    if sync:  # the vanished files are no task's: this process deletes them
+        from ingest.sync import sync_index
+
+        synced = sync_index(settings, paths)
     job_id = submit_files(files, settings)
     if not wait:
-        typer.echo(json.dumps({"job": job_id, "files": len(files)}) if as_json else job_id)
+        extra = {"deleted": synced.deleted, "deleted_sources": synced.sources} if synced else {}
+        typer.echo(json.dumps({"job": job_id, "files": len(files), **extra}) if as_json else job_id)
         return
     done = wait_for_job(JobStore.from_url(settings.redis_url, patient=True), job_id,
                         show_progress=_is_tty() and not as_json)
     summary = job_summary(done)
+    if synced is not None:
+        summary["deleted"] = int(summary["deleted"]) + synced.deleted  # type: ignore[call-overload]
+        summary["deleted_sources"] = synced.sources
     if as_json:
         typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
     else:
