@@ -101,7 +101,7 @@ class _Run:
 
     def __init__(self, settings: Settings, client: Elasticsearch, embedder: Embedder, index: str,
                  files: list[Path], progress: Callable[[ProgressEvent], None] | None,
-                 refresh_off_after: int, pause: RefreshPause):
+                 refresh_off_after: int, pause: RefreshPause | None = None):
         self.settings = settings
         self.client = client
         self.embedder = embedder
@@ -119,7 +119,7 @@ class _Run:
         self.counter = HFTokenCounter(embedder.counting_tokenizer)  # chunking runs in the loader thread
         self.model_max = embedder.max_seq_length
         self.started = time.monotonic()
-        self.pause = pause
+        self.pause = pause if pause is not None else RefreshPause(client, index)
 
     # -- shared helpers -------------------------------------------------------------
     def fail(self, source: str, error: str) -> None:
