@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from elastic_transport import TlsError
@@ -55,3 +56,55 @@ def cluster_health(client: Elasticsearch, settings: Settings) -> dict[str, Any]:
         return dict(client.cluster.health())
     except (TransportError, ApiError) as exc:
         raise ServiceUnavailable(unavailable_message(exc=exc, settings=settings)) from None
+
+
+class ShardFailure(ServiceUnavailable):
+    """A search or look-up reached only some shards: its answer would be partial."""
+
+
+def check_shards(resp: Any, what: str) -> None:
+    """Raise ShardFailure (one line) when ``resp`` says any shard failed."""
+    shards = resp.get("_shards") or {}
+    failed = int(shards.get("failed") or 0)
+    if not failed:
+        return
+    reason = "unknown"
+    for failure in shards.get("failures") or []:
+        cause = failure.get("reason") or {}
+        reason = f"{cause.get('type', 'error')}" + (f": {cause['reason']}" if cause.get("reason") else "")
+        reason += f" (index {failure.get('index')}, shard {failure.get('shard')})"
+        break
+    raise ShardFailure(
+        " ".join(f"{what} failed on {failed} of {shards.get('total')} shards: {reason}; "
+                 "refusing a partial answer, run again when the cluster is healthy".split())[:400]
+    )
+
+
+def scan_all(
+    client: Elasticsearch, index: str, body: dict[str, Any], *, size: int = 1000, scroll: str = "5m",
+    what: str = "scroll",
+) -> Iterator[dict[str, Any]]:
+    """Every hit of ``body`` over a scroll, raising ShardFailure when any page misses a shard.
+
+    ``elasticsearch.helpers.scan`` does not check the first page's ``_shards``: a look-up
+    that reaches one shard of two returns half the ids without a word.
+    """
+    resp = client.search(index=index, scroll=scroll, size=size, **body)
+    scroll_id = resp.get("_scroll_id")
+    try:
+        while True:
+            check_shards(resp, what)
+            hits = resp["hits"]["hits"]
+            if not hits:
+                return
+            yield from hits
+            if scroll_id is None:
+                return
+            resp = client.scroll(scroll_id=scroll_id, scroll=scroll)
+            scroll_id = resp.get("_scroll_id") or scroll_id
+    finally:
+        if scroll_id is not None:
+            try:
+                client.clear_scroll(scroll_id=scroll_id)
+            except (TransportError, ApiError):  # the scroll expires by itself
+                pass

@@ -12,7 +12,7 @@ import re
 import time
 from typing import Any
 
-from elasticsearch import BadRequestError, Elasticsearch, NotFoundError
+from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError
 
 from esrag.embedder import ModelInfo
 from esrag.errors import EsragError, ModelMismatch
@@ -200,19 +200,51 @@ def wait_for_count(client: Elasticsearch, index: str, expected: int, timeout: fl
     return count
 
 
-def delete_matching(client: Elasticsearch, index: str, query: dict[str, Any]) -> int:
+DELETE_CHUNK_ACTIONS = 1000  # delete actions per bulk request (elasticsearch-py's default is 500)
+DELETE_CHUNK_BYTES = 8 * 1024 * 1024  # ... and at most this many bytes
+
+
+def delete_matching(
+    client: Elasticsearch, index: str, query: dict[str, Any], *,
+    chunk_actions: int = DELETE_CHUNK_ACTIONS, chunk_bytes: int = DELETE_CHUNK_BYTES,
+) -> int:
     """Delete every document matching ``query``; return how many were deleted.
 
-    Scroll + bulk delete, because minimal distributions lack ``_delete_by_query``.
+    Scroll + bulk delete, because minimal distributions lack ``_delete_by_query``. Ids
+    stream from the scroll into bulk requests of at most ``chunk_actions`` actions and
+    ``chunk_bytes`` bytes, so memory stays flat however many match. A document already
+    gone (404) is not counted; any other failed item raises EsragError naming the first.
     """
-    from elasticsearch.helpers import bulk, scan
+    from elasticsearch.helpers import scan, streaming_bulk
 
-    ids = [
-        (hit["_index"], hit["_id"])
+    actions = (
+        {"_op_type": "delete", "_index": hit["_index"], "_id": hit["_id"]}
         for hit in scan(client, index=index, query={"query": query, "_source": False}, size=1000)
-    ]
-    if not ids:
-        return 0
-    actions = ({"_op_type": "delete", "_index": i, "_id": d} for i, d in ids)
-    deleted, _ = bulk(client, actions, raise_on_error=False, refresh="wait_for")
-    return int(deleted)
+    )
+    deleted = 0
+    failed: list[str] = []
+    try:
+        for ok, item in streaming_bulk(client, actions, chunk_size=chunk_actions, max_chunk_bytes=chunk_bytes,
+                                       raise_on_error=False, raise_on_exception=True):
+            info = item.get("delete", {})
+            if ok:
+                deleted += 1
+            elif info.get("status") != 404:
+                failed.append(f"{info.get('_id')}: HTTP {info.get('status')} "
+                              f"{one_line_error(info.get('error'))}")
+    except ApiError as exc:
+        error = exc.body.get("error") if isinstance(exc.body, dict) else exc
+        raise EsragError(f"deleting from index {index} failed after {deleted} deletes: HTTP "
+                         f"{exc.meta.status} {one_line_error(error)}") from None
+    if failed:
+        raise EsragError(f"{len(failed)} deletes failed in index {index}, first: {failed[0]}")
+    return deleted
+
+
+def one_line_error(error: Any) -> str:
+    """An Elasticsearch error object (or anything) as one short line."""
+    if isinstance(error, dict):
+        text = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+    else:
+        text = str(error)
+    return " ".join(text.split())[:300]

@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     chunk_overlap_tokens: int = Field(32, ge=0)
     max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)
     bulk_max_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    # chunking gets the parse budget, stretched for large documents to what a chunker of this
+    # many MB/s needs (it measures ~0.26 MB/s on a loaded 2-core machine: bench/results/chunking.json)
+    chunk_min_mb_per_s: float = Field(0.05, gt=0)
+    id_scope: Literal["file", "global"] = "file"  # .jsonl ids: per file, or one document index-wide
+    refresh_off_after_chunks: int = Field(2000, ge=1)  # a load this large runs with refresh_interval -1
+    refresh_pause_lease: float = Field(300.0, ge=10)  # seconds a crashed load's refresh pause outlives it
 
     # Per-document budgets against hostile files (ingest/guards.py, ingest/sandbox.py)
     parse_timeout: float = Field(120.0, ge=0)  # seconds per file in the parse sandbox; 0: parse in-process

@@ -6,20 +6,40 @@ of whole words measured with the embedder's own tokenizer. Units are packed gree
 to the token budget, preferring to end a chunk at a paragraph boundary, and consecutive
 chunks of a section share trailing units up to the overlap budget. Every chunk is a
 contiguous span: ``chunk.text == document.text[chunk.start:chunk.end]``.
+
+Every step is linear in the input: the separators are regular expressions that never
+rescan a whitespace run (no open-ended whitespace pattern in front of a required
+character), and the loops
+move forward only. A caller's ``deadline`` bounds the time a hostile document may take
+(the pipeline gives chunking the parse budget, ESRAG_PARSE_TIMEOUT).
 """
 
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ingest.documents import Document
 
 _PARA_SEP = re.compile(r"\n[ \t\r\f\v]*\n\s*")
-_SENT_SEP = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\s*\n\s*")
+# A sentence ends after . ! ? (and closing quotes/brackets) before whitespace; a line break
+# ends one too. The line-break branch starts at the newline itself: a leading \s* there
+# rescans a whitespace run from every position in it (quadratic); split_spans trims the
+# whitespace left in front of the newline instead.
+_SENT_SEP = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n\s*")
 SPECIAL_TOKENS = 2  # [CLS] and [SEP] (or their equivalents) around every input
 MAX_CONTEXT_TOKENS = 48
+
+
+class ChunkingTimeout(Exception):
+    """Chunking a document took longer than its deadline."""
+
+
+def _check(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise ChunkingTimeout
 
 
 class TokenCounter(Protocol):
@@ -158,12 +178,13 @@ def _word_pieces(
 
 
 def _units(
-    text: str, start: int, end: int, budget: int, counter: TokenCounter
+    text: str, start: int, end: int, budget: int, counter: TokenCounter, deadline: float | None = None
 ) -> list[_Unit]:
     paras = split_spans(text, start, end, _PARA_SEP)
     counts = counter.count([text[a:b] for a, b in paras])
     units: list[_Unit] = []
     for (a, b), n in zip(paras, counts, strict=True):
+        _check(deadline)
         if n <= budget:
             units.append(_Unit(a, b, n, True))
             continue
@@ -171,6 +192,7 @@ def _units(
         scounts = counter.count([text[x:y] for x, y in sents])
         for k, ((x, y), m) in enumerate(zip(sents, scounts, strict=True)):
             last = k == len(sents) - 1
+            _check(deadline)
             if m <= budget:
                 units.append(_Unit(x, y, m, last))
             else:
@@ -182,12 +204,15 @@ def _units(
     return units
 
 
-def _pack(units: list[_Unit], budget: int, overlap: int) -> list[tuple[int, int]]:
+def _pack(
+    units: list[_Unit], budget: int, overlap: int, deadline: float | None = None
+) -> list[tuple[int, int]]:
     """Index ranges [i, j) of units forming each chunk."""
     out = []
     i = 0
     n = len(units)
     while i < n:
+        _check(deadline)
         j, tokens = i, 0
         while j < n and tokens + units[j].tokens <= budget:
             tokens += units[j].tokens
@@ -213,9 +238,13 @@ def _pack(units: list[_Unit], budget: int, overlap: int) -> list[tuple[int, int]
 
 
 def chunk_document(
-    doc: Document, counter: TokenCounter, *, max_tokens: int, overlap: int, model_max_tokens: int
+    doc: Document, counter: TokenCounter, *, max_tokens: int, overlap: int, model_max_tokens: int,
+    deadline: float | None = None,
 ) -> list[Chunk]:
-    """The chunks of ``doc``, numbered from 0 in text order."""
+    """The chunks of ``doc``, numbered from 0 in text order.
+
+    Raises ChunkingTimeout when ``time.monotonic()`` passes ``deadline`` before the end.
+    """
     secs = [s for s in sections(doc) if doc.text[s[0]:s[1]].strip()]
     contexts = [context_line(doc.title, path) for _, _, path in secs]
     ctx_tokens = counter.count([c for c in contexts])
@@ -225,8 +254,8 @@ def chunk_document(
             model_max_tokens - SPECIAL_TOKENS
         )
         budget = max(1, min(max_tokens, max(room, 8)))
-        units = _units(doc.text, start, end, budget, counter)
-        for i, j in _pack(units, budget, min(overlap, budget // 2)):
+        units = _units(doc.text, start, end, budget, counter, deadline)
+        for i, j in _pack(units, budget, min(overlap, budget // 2), deadline):
             a, b = units[i].start, units[j - 1].end
             chunks.append(Chunk(
                 chunk_no=len(chunks), start=a, end=b, text=doc.text[a:b], headings=path,

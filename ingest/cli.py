@@ -42,14 +42,23 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[ProgressEvent], None] | No
         yield update
 
 
-def run_ingest(paths: list[str], settings: Settings, *, show_progress: bool = False) -> IngestSummary:
-    """Expand ``paths`` and ingest them in this process."""
+def run_ingest(paths: list[str], settings: Settings, *, show_progress: bool = False,
+               sync: bool = False) -> IngestSummary:
+    """Expand ``paths`` and ingest them in this process; with ``sync``, then delete the documents
+    whose file under a folder among ``paths`` no longer exists (counted in ``deleted``)."""
     from ingest.pipeline import ingest_files
     from ingest.sources import expand_paths
 
     files = expand_paths(paths, settings)
     with progress_bar(show_progress) as progress:
-        return ingest_files(files, settings, progress=progress)
+        summary = ingest_files(files, settings, progress=progress)
+    if sync:
+        from ingest.sync import sync_index
+
+        result = sync_index(settings, paths)
+        summary.deleted += result.deleted
+        summary.deleted_sources = result.sources
+    return summary
 
 
 def print_summary(summary: IngestSummary) -> None:
@@ -59,6 +68,8 @@ def print_summary(summary: IngestSummary) -> None:
         f"({summary.skipped_unchanged} unchanged, {summary.deleted} stale chunks deleted, "
         f"{len(summary.failed)} failed) in {summary.seconds:.1f}s"
     )
+    for source in summary.deleted_sources or []:
+        typer.echo(f"deleted: {source} (no longer on disk)")
     for f in summary.failed:
         typer.echo(f"failed: {f['source']}: {f['error']}")
 

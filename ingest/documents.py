@@ -50,6 +50,26 @@ def path_doc_id(path: Path) -> str:
     return hashlib.sha256(str(path.resolve()).encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
+JSONL = "application/jsonl"
+
+
+def doc_key(doc: Document, id_scope: str) -> tuple[str, str | None]:
+    """What identifies ``doc`` in the index: (doc_id, source) for a .jsonl record scoped to its
+    file (ESRAG_ID_SCOPE=file, the default), (doc_id, None) otherwise (a file's doc_id is
+    already its path's hash; with ``global`` a .jsonl id names one document index-wide)."""
+    if doc.content_type == JSONL and id_scope == "file":
+        return (doc.doc_id, doc.source)
+    return (doc.doc_id, None)
+
+
+def chunk_prefix(doc: Document, id_scope: str) -> str:
+    """The document part of its chunk ids: a file-scoped .jsonl id is prefixed by its file's hash,
+    so that two files with the same id never write the same chunk id."""
+    if doc.content_type == JSONL and id_scope == "file":
+        return f"{path_doc_id(Path(doc.source))}/{doc.doc_id}"
+    return doc.doc_id
+
+
 def doc_hash(doc: Document, *, model: str, max_tokens: int, overlap: int, stem_language: str) -> str:
     """Hash of everything that decides a document's chunks and vectors (not its mtime)."""
     payload = {

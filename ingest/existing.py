@@ -1,33 +1,53 @@
-"""What the index already holds for a set of documents (looked up before embedding)."""
+"""What the index already holds for a set of documents (looked up before embedding).
+
+Every look-up goes by ``doc_id`` (and, for documents scoped to their file, ``source``), never
+through one particular chunk, and refuses a partial answer: a look-up that misses a shard
+would make a changed document look new and leave its old chunks behind.
+"""
 
 from __future__ import annotations
 
 from elasticsearch import Elasticsearch
-from elasticsearch.helpers import scan
+
+from esrag.es import scan_all
+
+DocKey = tuple[str, str | None]  # (doc_id, source) for a file-scoped document, (doc_id, None) otherwise
 
 
-def doc_hashes(client: Elasticsearch, index: str, doc_ids: list[str]) -> dict[str, set[str]]:
-    """doc_id -> doc_hash values of its first chunk (the marker written last), in one request."""
-    if not doc_ids:
+def _matches(key: DocKey, src: dict) -> bool:
+    return key[1] is None or src.get("source") == key[1]
+
+
+def doc_hashes(client: Elasticsearch, index: str, keys: list[DocKey]) -> dict[DocKey, set[str]]:
+    """key -> doc_hash values of its completion markers (chunk 0)."""
+    if not keys:
         return {}
-    resp = client.search(
-        index=index, size=len(doc_ids) * 2, track_total_hits=False,
-        query={"bool": {"filter": [{"terms": {"doc_id": doc_ids}}, {"term": {"chunk_no": 0}}]}},
-        source=["doc_id", "doc_hash"],
-    )
-    found: dict[str, set[str]] = {}
-    for hit in resp["hits"]["hits"]:
-        src = hit["_source"]
-        found.setdefault(src["doc_id"], set()).add(src.get("doc_hash", ""))
+    ids = sorted({k[0] for k in keys})
+    body = {"query": {"bool": {"filter": [{"terms": {"doc_id": ids}}, {"term": {"chunk_no": 0}}]}},
+            "_source": ["doc_id", "source", "doc_hash"]}
+    by_id: dict[str, list[dict]] = {}
+    for hit in scan_all(client, index, body, what="the look-up of stored document hashes"):
+        by_id.setdefault(hit["_source"]["doc_id"], []).append(hit["_source"])
+    found: dict[DocKey, set[str]] = {}
+    for key in keys:
+        hashes = {s.get("doc_hash", "") for s in by_id.get(key[0], []) if _matches(key, s)}
+        if hashes:
+            found[key] = hashes
     return found
 
 
-def chunk_ids(client: Elasticsearch, index: str, doc_ids: list[str]) -> dict[str, set[str]]:
-    """doc_id -> ids of all its chunks in the index."""
-    found: dict[str, set[str]] = {d: set() for d in doc_ids}
-    if not doc_ids:
+def chunk_ids(client: Elasticsearch, index: str, keys: list[DocKey]) -> dict[DocKey, set[str]]:
+    """key -> ids of all its chunks in the index (whatever state a crashed write left)."""
+    found: dict[DocKey, set[str]] = {k: set() for k in keys}
+    if not keys:
         return found
-    query = {"query": {"terms": {"doc_id": doc_ids}}, "_source": ["doc_id"]}
-    for hit in scan(client, index=index, query=query, size=1000):
-        found.setdefault(hit["_source"]["doc_id"], set()).add(hit["_id"])
+    wanted: dict[str, list[DocKey]] = {}
+    for key in keys:
+        wanted.setdefault(key[0], []).append(key)
+    body = {"query": {"terms": {"doc_id": sorted(wanted)}}, "_source": ["doc_id", "source"]}
+    for hit in scan_all(client, index, body, what="the look-up of stored chunks"):
+        src = hit["_source"]
+        for key in wanted.get(src["doc_id"], []):
+            if _matches(key, src):
+                found[key].add(hit["_id"])
     return found

@@ -6,6 +6,7 @@ yields its bad lines as LoadError items so that the good lines are still indexed
 
 from __future__ import annotations
 
+import bisect
 import io
 import json
 import logging
@@ -31,7 +32,9 @@ CONTENT_TYPES = {
 }
 SUPPORTED_SUFFIXES = frozenset(CONTENT_TYPES)
 
-_MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+# The heading text is taken up to the end of the line and its closing #s stripped in
+# Python: a lazy (.+?) before [ \t#]*$ rescans a run of spaces or #s once per character.
+_MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+)$", re.MULTILINE)
 _MD_FENCE = re.compile(r"^(```|~~~)", re.MULTILINE)
 _CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f]")
 _RESERVED_JSONL_KEYS = ("id", "_id", "text", "title")
@@ -56,17 +59,38 @@ def check_size(path: Path, max_bytes: int) -> int:
     return size
 
 
-def decode_text(path: Path, data: bytes) -> str:
-    """Strict UTF-8 text; LoadError for binary data or invalid UTF-8."""
+LEGACY_DEFAULT = "cp1252"  # the web's default legacy encoding (WHATWG maps latin-1 labels to it)
+LEGACY_MAX_MESS = 0.2  # charset-normalizer's mess ratio up to which the legacy default is taken
+
+
+def decode_text(path: Path, data: bytes) -> tuple[str, str | None]:
+    """Text of ``data`` and, when it is not UTF-8, the encoding detected; LoadError for binary data.
+
+    UTF-8 (with or without a BOM) is taken as is. Otherwise windows-1252 is taken when it
+    decodes the bytes into text that charset-normalizer finds clean (Latin-1 and cp1252
+    files, the common case), else charset-normalizer's best guess; only bytes no
+    encoding turns into text are refused.
+    """
     sample = data[:8192]
     if b"\x00" in sample or len(_CONTROL.findall(sample)) > max(8, len(sample) // 100):
         raise LoadError(str(path), "binary data, not text")
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise LoadError(
-            str(path), f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
-        ) from None
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+    from charset_normalizer.md import mess_ratio
+
+    try:
+        legacy = data.decode(LEGACY_DEFAULT)
+    except UnicodeDecodeError:
+        legacy = None
+    if legacy is not None and mess_ratio(legacy[:100_000], maximum_threshold=1.0) <= LEGACY_MAX_MESS:
+        return legacy, LEGACY_DEFAULT
+    best = from_bytes(data).best()
+    if best is None:
+        raise LoadError(str(path), "not text: no character encoding decodes it (binary data?)")
+    return str(best), best.encoding
 
 
 def _require_text(path: Path, text: str) -> None:
@@ -81,11 +105,18 @@ def _base(path: Path, content_type: str, title: str, text: str, headings: list[H
     )
 
 
+def _with_encoding(doc: Document, encoding: str | None) -> Document:
+    """Record a detected (non-UTF-8) encoding in the document's metadata."""
+    if encoding is not None:
+        doc.metadata["encoding"] = encoding
+    return doc
+
+
 def load_text(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
     """A plain-text file; its title is the file name."""
-    text = decode_text(path, path.read_bytes())
+    text, encoding = decode_text(path, path.read_bytes())
     _require_text(path, text)
-    return _base(path, "text/plain", path.stem, text, [])
+    return _with_encoding(_base(path, "text/plain", path.stem, text, []), encoding)
 
 
 def markdown_headings(text: str) -> list[Heading]:
@@ -100,21 +131,25 @@ def markdown_headings(text: str) -> list[Heading]:
             opened = None
     if opened is not None:
         fenced.append((opened, len(text)))
+    fence_starts = [a for a, _ in fenced]
     heads = []
     for m in _MD_HEADING.finditer(text):
-        if any(a <= m.start() < b for a, b in fenced):
+        k = bisect.bisect_right(fence_starts, m.start()) - 1  # the last fence opened before it
+        if k >= 0 and m.start() < fenced[k][1]:
             continue
-        heads.append(Heading(m.start(), m.end(), len(m.group(1)), m.group(2).strip()))
+        body = m.group(2)
+        title = body.rstrip(" \t#") or body[:1]
+        heads.append(Heading(m.start(), m.end(), len(m.group(1)), title.strip()))
     return heads
 
 
 def load_markdown(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
     """A Markdown file, kept verbatim; ATX headings give the structure, the first H1 the title."""
-    text = decode_text(path, path.read_bytes())
+    text, encoding = decode_text(path, path.read_bytes())
     _require_text(path, text)
     heads = markdown_headings(text)
     title = next((h.text for h in heads if h.level == 1), path.stem)
-    return _base(path, "text/markdown", title, text, heads)
+    return _with_encoding(_base(path, "text/markdown", title, text, heads), encoding)
 
 
 def load_html(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
@@ -225,6 +260,7 @@ def iter_jsonl(path: Path, max_line_bytes: int) -> Iterator[Document | LoadError
     """One document per line {"id" (or "_id"), "text", "title"?, ...metadata}; bad lines as errors."""
     source = str(path.resolve())
     modified = _mtime(path)
+    seen: dict[str, int] = {}  # id -> line of its first record
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             where = f"{path}:{lineno}"
@@ -252,6 +288,11 @@ def iter_jsonl(path: Path, max_line_bytes: int) -> Iterator[Document | LoadError
             if not isinstance(doc_id, str) or not doc_id.strip():
                 yield LoadError(where, 'no "id" (or "_id") string')
                 continue
+            if doc_id in seen:
+                yield LoadError(where, f"duplicate id {doc_id[:100]!r} (first on line {seen[doc_id]}); "
+                                       "this line is skipped")
+                continue
+            seen[doc_id] = lineno
             text = obj.get("text")
             if not isinstance(text, str):
                 yield LoadError(where, 'no "text" string')

@@ -27,12 +27,13 @@ from esrag.embedder import Embedder, get_embedder
 from esrag.errors import EsragError
 from esrag.es import cluster_health, make_client
 from esrag.index import alias_target, delete_matching, ensure_index
+from esrag.refresh import RefreshPause
 from esrag.settings import Settings
 from esrag.stemming import stem_text
 from ingest import existing
-from ingest.bulk import BulkWriter, Outcome
-from ingest.chunking import Chunk, HFTokenCounter, chunk_document
-from ingest.documents import Document, LoadError, chunk_hash, chunk_id, doc_hash
+from ingest.chunking import Chunk, ChunkingTimeout, HFTokenCounter, chunk_document
+from ingest.documents import Document, LoadError, chunk_hash, chunk_id, chunk_prefix, doc_hash, doc_key
+from ingest.docwrite import DocumentWrite, DocumentWriter
 from ingest.guards import Limits
 from ingest.sandbox import Sandbox, load_isolated
 
@@ -40,7 +41,6 @@ DOC_BATCH = 64  # documents per hash lookup
 DOC_BATCH_CHARS = 4_000_000  # ... or fewer when they are large
 EMBED_GROUP = 512  # chunks per encode call (the embedder batches inside it)
 QUEUE_BATCHES = 4  # bounded queues: batches in flight between stages
-REFRESH_OFF_AFTER_CHUNKS = 2000  # a load this large runs with refresh_interval -1
 
 
 @dataclass
@@ -56,10 +56,13 @@ class IngestSummary:
     embedded: int = 0
     seconds: float = 0.0
     index: str = ""
+    deleted_sources: list[str] | None = None  # with --sync: sources gone from disk, their chunks deleted
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON summary of `esrag ingest --json`."""
         out = asdict(self)
+        if self.deleted_sources is None:
+            del out["deleted_sources"]
         out["seconds"] = round(self.seconds, 3)
         return out
 
@@ -87,24 +90,8 @@ class ProgressEvent:
 
 
 @dataclass
-class _DocWork:
-    """A new or changed document on its way through the pipeline."""
-
-    doc: Document
-    label: str
-    doc_hash: str
-    chunks: list[Chunk]
-    ids: list[str]
-    hashes: list[str]
-    stale: list[str]
-    remaining: int = 0
-    errors: list[str] = field(default_factory=list)
-    marker_written: bool = False
-
-
-@dataclass
 class _Record:
-    work: _DocWork
+    work: DocumentWrite
     pos: int  # index into work.chunks
 
 
@@ -117,7 +104,7 @@ class _Run:
 
     def __init__(self, settings: Settings, client: Elasticsearch, embedder: Embedder, index: str,
                  files: list[Path], progress: Callable[[ProgressEvent], None] | None,
-                 refresh_off_after: int):
+                 refresh_off_after: int, pause: RefreshPause | None = None):
         self.settings = settings
         self.client = client
         self.embedder = embedder
@@ -135,9 +122,9 @@ class _Run:
         self.counter = HFTokenCounter(embedder.counting_tokenizer)  # chunking runs in the loader thread
         self.model_max = embedder.max_seq_length
         self.started = time.monotonic()
-        self.refresh_saved: tuple[bool, Any] | None = None  # (was set, previous value)
         self.stamp: dict[str, str] = {}  # metadata a scoped API key pins on every document
         self.roots: list[Path] | None = None  # files must resolve under these when opened
+        self.pause = pause if pause is not None else RefreshPause(client, index)
 
     # -- shared helpers -------------------------------------------------------------
     def fail(self, source: str, error: str) -> None:
@@ -200,7 +187,10 @@ class _Run:
             try:
                 for item in load_isolated(sandbox, path, self.settings.max_file_bytes, limits):
                     if isinstance(item, LoadError):
-                        self.fail(item.source, item.message)
+                        if item.source == str(path):  # the whole file: its old version must go
+                            self.fail_and_remove(item.source, item.message, source=str(path.resolve()))
+                        else:
+                            self.fail(item.source, item.message)
                         continue
                     batch.append(item)
                     chars += len(item.text)
@@ -210,11 +200,27 @@ class _Run:
             except _Stop:
                 raise
             except Exception as exc:  # a parser crashing on odd input fails that file only
-                self.fail(str(path), f"cannot load: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+                self.fail_and_remove(str(path), f"cannot load: {type(exc).__name__}: "
+                                     f"{' '.join(str(exc).split())[:200]}", source=str(path.resolve()))
             self.files_done += 1
         if batch:
             self.prepare(batch)
         self.put(self.to_embed, None)
+
+    def fail_and_remove(self, label: str, error: str, *, source: str | None = None,
+                        key: existing.DocKey | None = None) -> None:
+        """Report a document (or file) that cannot be indexed and delete what the index held for it."""
+        if key is not None:
+            query: dict[str, Any] = {"bool": {"filter": [{"term": {"doc_id": key[0]}}] + (
+                [{"term": {"source": key[1]}}] if key[1] is not None else [])}}
+        else:  # a scoped key's file: only the copy stamped with its scope
+            scope = [{"term": {f"meta.{k}": v}} for k, v in sorted(self.stamp.items())]
+            query = {"bool": {"filter": [{"term": {"source": source}}, *scope]}}
+        removed = delete_matching(self.client, self.index, query)
+        with self.lock:
+            self.summary.deleted += removed
+        note = f"; its {removed} previously indexed chunks were removed" if removed else ""
+        self.fail(label, error + note)
 
     def prepare(self, docs: list[Document]) -> None:
         s = self.settings
@@ -225,32 +231,41 @@ class _Run:
         model = self.embedder.info.name
         hashes = [doc_hash(d, model=model, max_tokens=s.chunk_max_tokens, overlap=s.chunk_overlap_tokens,
                            stem_language=s.stem_language) for d in docs]
-        stored = existing.doc_hashes(self.client, self.index, list({d.doc_id for d in docs}))
+        keys = [doc_key(d, s.id_scope) for d in docs]
+        stored = existing.doc_hashes(self.client, self.index, keys)
         todo = []
         with self.lock:
             self.summary.documents += len(docs)
-        for doc, h in zip(docs, hashes, strict=True):
-            if stored.get(doc.doc_id) == {h}:
+        for doc, h, key in zip(docs, hashes, keys, strict=True):
+            if stored.get(key) == {h}:
                 with self.lock:
                     self.summary.skipped_unchanged += 1
             else:
-                todo.append((doc, h))
-        changed = [d.doc_id for d, _ in todo if d.doc_id in stored]
-        old_ids = existing.chunk_ids(self.client, self.index, changed) if changed else {}
+                todo.append((doc, h, key))
+        # every chunk the index holds for these documents, whatever a crashed write left
+        old_ids = existing.chunk_ids(self.client, self.index, [key for _, _, key in todo])
         works = []
-        for doc, h in todo:
+        for doc, h, key in todo:
             jsonl = doc.content_type == "application/jsonl"
             label = f"{doc.source} (id {doc.doc_id})" if jsonl else doc.source
-            chunks = chunk_document(doc, self.counter, max_tokens=s.chunk_max_tokens,
-                                    overlap=s.chunk_overlap_tokens, model_max_tokens=self.model_max)
+            budget = max(s.parse_timeout, len(doc.text) / 1e6 / s.chunk_min_mb_per_s)
+            deadline = time.monotonic() + budget if s.parse_timeout else None
+            try:
+                chunks = chunk_document(doc, self.counter, max_tokens=s.chunk_max_tokens,
+                                        overlap=s.chunk_overlap_tokens, model_max_tokens=self.model_max,
+                                        deadline=deadline)
+            except ChunkingTimeout:
+                self.fail_and_remove(label, f"chunking took over {budget:.0f} s (ESRAG_PARSE_TIMEOUT, "
+                                     "ESRAG_CHUNK_MIN_MB_PER_S)", key=key)
+                continue
             if not chunks:
-                self.fail(label, "empty document (no text)")
+                self.fail_and_remove(label, "empty document (no text)", key=key)
                 continue
             chashes = [chunk_hash(c.text, c.context) for c in chunks]
-            ids = [chunk_id(doc.doc_id, c.chunk_no, ch) for c, ch in zip(chunks, chashes, strict=True)]
-            stale = sorted(old_ids.get(doc.doc_id, set()) - set(ids))
-            works.append(_DocWork(doc, label, h, chunks, ids, chashes, stale,
-                                  remaining=len(chunks) + len(stale)))
+            prefix = chunk_prefix(doc, s.id_scope)
+            ids = [chunk_id(prefix, c.chunk_no, ch) for c, ch in zip(chunks, chashes, strict=True)]
+            stale = sorted(old_ids.get(key, set()) - set(ids))
+            works.append(DocumentWrite(doc, label, h, chunks, ids, chashes, stale))
             with self.lock:
                 self.summary.chunks += len(chunks)
         self.put(self.to_embed, works)
@@ -262,10 +277,8 @@ class _Run:
             works = self.get(self.to_embed)
             if works is None:
                 break
-            for w in works:
-                # the first chunk carries the hash the next run compares: write it last
-                order = list(range(1, len(w.chunks))) + [0]
-                buffer.extend(_Record(w, i) for i in order)
+            for w in works:  # the writer holds chunk 0 back as the completion marker
+                buffer.extend(_Record(w, i) for i in range(len(w.chunks)))
             if not works or len(buffer) < EMBED_GROUP:
                 self.put(self.to_write, ([], None))  # a tick, so progress moves
             while len(buffer) >= EMBED_GROUP:
@@ -283,7 +296,9 @@ class _Run:
 
     # -- stage 3: write --------------------------------------------------------------
     def write_stage(self) -> None:
-        writer = BulkWriter(self.client, self.settings.bulk_max_bytes)
+        writer = DocumentWriter(self.client, self.index, self.settings.bulk_max_bytes,
+                                on_indexed=self.count_indexed, on_deleted=self.count_deleted,
+                                on_failed=self.fail)
         language = self.settings.stem_language
         model = self.embedder.info.name
         while True:
@@ -292,21 +307,27 @@ class _Run:
                 break
             records, vectors = item
             if records:
-                self.maybe_refresh_off(len(records))
+                if self.summary.indexed + len(records) >= self.refresh_off_after:
+                    self.pause.pause()
+                self.pause.renew()
                 vecs = np.round(np.asarray(vectors, dtype=np.float64), 6)
                 for rec, vec in zip(records, vecs, strict=True):
                     w = rec.work
-                    if rec.pos == 0:
-                        for stale in w.stale:
-                            self.handle(writer.add("delete", self.index, stale, None, (w, -1)))
-                    c = w.chunks[rec.pos]
-                    src = self.source(w, c, vec, language, model)
-                    self.handle(writer.add("index", self.index, w.ids[rec.pos], src, (w, rec.pos)))
-                self.handle(writer.flush())
+                    writer.chunk(w, rec.pos, self.source(w, w.chunks[rec.pos], vec, language, model))
+                writer.flush()
             self.emit()
-        self.handle(writer.flush())
+        writer.flush()
 
-    def source(self, w: _DocWork, c: Chunk, vec: np.ndarray, language: str, model: str) -> dict[str, Any]:
+    def count_indexed(self, n: int) -> None:
+        with self.lock:
+            self.summary.indexed += n
+
+    def count_deleted(self, n: int) -> None:
+        with self.lock:
+            self.summary.deleted += n
+
+    def source(self, w: DocumentWrite, c: Chunk, vec: np.ndarray, language: str,
+               model: str) -> dict[str, Any]:
         d = w.doc
         src: dict[str, Any] = {
             "chunk_id": w.ids[c.chunk_no], "doc_id": d.doc_id, "source": d.source, "title": d.title,
@@ -320,48 +341,6 @@ class _Run:
         if d.metadata:
             src["meta"] = d.metadata
         return src
-
-    def handle(self, outcomes: list[Outcome]) -> None:
-        unmark = []
-        for o in outcomes:
-            w, pos = o.key
-            with self.lock:
-                if o.ok and o.op == "index":
-                    self.summary.indexed += 1
-                elif o.ok and o.op == "delete" and o.status == 200:
-                    self.summary.deleted += 1
-            if not o.ok:
-                w.errors.append(o.error or f"HTTP {o.status}")
-            elif pos == 0:
-                w.marker_written = True
-            w.remaining -= 1
-            if w.remaining == 0 and w.errors:
-                self.fail(w.label, f"indexing failed: {w.errors[0]}")
-                if w.marker_written:
-                    unmark.append(w)
-        for w in unmark:  # so that the next run sees the document as changed and redoes it
-            try:
-                self.client.delete(index=self.index, id=w.ids[0])
-            except Exception:  # noqa: BLE001 - best effort, the failure is already reported
-                pass
-
-    def maybe_refresh_off(self, adding: int) -> None:
-        if self.refresh_saved is not None or self.summary.indexed + adding < self.refresh_off_after:
-            return
-        current = self.client.indices.get_settings(index=self.index, name="index.refresh_interval")
-        value = current.get(self.index, {}).get("settings", {}).get("index", {}).get("refresh_interval")
-        if value == "-1":  # another load already turned it off and will restore it
-            self.refresh_saved = (False, None)
-            return
-        self.client.indices.put_settings(index=self.index, settings={"index": {"refresh_interval": "-1"}})
-        self.refresh_saved = (True, value)
-
-    def restore_refresh(self) -> None:
-        if self.refresh_saved is None or not self.refresh_saved[0]:
-            return
-        self.client.indices.put_settings(
-            index=self.index, settings={"index": {"refresh_interval": self.refresh_saved[1]}}
-        )
 
 
 def _thread(run: _Run, target: Callable[[], None], name: str) -> threading.Thread:
@@ -382,7 +361,7 @@ def _thread(run: _Run, target: Callable[[], None], name: str) -> threading.Threa
 def ingest_files(
     files: Iterable[Path], settings: Settings, *, client: Elasticsearch | None = None,
     embedder: Embedder | None = None, progress: Callable[[ProgressEvent], None] | None = None,
-    refresh_off_after: int = REFRESH_OFF_AFTER_CHUNKS, stamp: dict[str, str] | None = None,
+    refresh_off_after: int | None = None, stamp: dict[str, str] | None = None,
     roots: list[Path] | None = None,
 ) -> IngestSummary:
     """Ingest ``files`` into the index behind ``settings.index``; return the summary.
@@ -404,25 +383,26 @@ def ingest_files(
         cluster_health(client, settings)
         embedder = embedder if embedder is not None else get_embedder(settings)
         index = ensure_index(client, settings, embedder.info)
-        run = _Run(settings, client, embedder, index, list(files), progress, refresh_off_after)
-        run.stamp = dict(stamp or {})
-        run.roots = None if roots is None else [Path(os.path.realpath(r)) for r in roots]
-        loader = _thread(run, run.load_stage, "esrag-ingest-load")
-        writer = _thread(run, run.write_stage, "esrag-ingest-write")
+        off_after = settings.refresh_off_after_chunks if refresh_off_after is None else refresh_off_after
         try:
-            run.embed_stage()
-        except _Stop:
-            pass
-        except BaseException:
-            run.stop.set()
-            raise
+            with RefreshPause(client, index, lease=settings.refresh_pause_lease) as pause:
+                run = _Run(settings, client, embedder, index, list(files), progress, off_after, pause)
+                run.stamp = dict(stamp or {})
+                run.roots = None if roots is None else [Path(os.path.realpath(r)) for r in roots]
+                loader = _thread(run, run.load_stage, "esrag-ingest-load")
+                writer = _thread(run, run.write_stage, "esrag-ingest-write")
+                try:
+                    run.embed_stage()
+                except _Stop:
+                    pass
+                except BaseException:
+                    run.stop.set()
+                    raise
+                finally:
+                    loader.join()
+                    writer.join()
         finally:
-            loader.join()
-            writer.join()
-            try:
-                run.restore_refresh()
-            finally:
-                client.indices.refresh(index=index)
+            client.indices.refresh(index=index)
         if run.errors:
             raise run.errors[0]
         run.summary.seconds = time.monotonic() - run.started

@@ -4,13 +4,16 @@ The alias keeps serving the old index while a new versioned index for the new mo
 filled from the old one's chunk documents: every field is copied as stored (chunk ids
 unchanged), only ``embedding`` and ``model`` are new; the vector is recomputed from the
 same input the ingest pipeline embeds (heading context line, then the chunk text). The
-scan is streamed in batches, so memory stays flat. When the count matches, one
-``update_aliases`` request moves the alias; the old index stays for rollback unless
-``--delete-old``.
+scan is streamed in batches, so memory stays flat. Each chunk's sequence number is
+folded into a fingerprint of its document while it is copied; after the copy the old
+index is fingerprinted again, and when any document differs (a chunk changed, added or
+removed, whatever the counts say) nothing is swapped. Otherwise one ``update_aliases``
+request moves the alias; the old index stays for rollback unless ``--delete-old``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -20,12 +23,12 @@ from typing import Annotated, Any
 
 import typer
 from elasticsearch import Elasticsearch
-from elasticsearch.helpers import scan
 
 from esrag.embedder import Embedder, get_embedder
 from esrag.errors import EsragError, ModelMismatch
-from esrag.es import make_client
+from esrag.es import make_client, scan_all
 from esrag.index import VECTOR_FIELD, alias_target, check_model, create_index, index_meta, swap_alias
+from esrag.refresh import RefreshPause
 from esrag.settings import Settings, load_settings
 from ingest.bulk import BulkWriter
 from ingest.chunking import context_line
@@ -65,14 +68,35 @@ def embed_input(src: dict[str, Any]) -> str:
 def _batches(client: Elasticsearch, index: str, size: int) -> Iterator[list[dict[str, Any]]]:
     """The index's documents without their vectors, ``size`` at a time (scroll snapshot)."""
     batch: list[dict[str, Any]] = []
-    body = {"query": {"match_all": {}}, "_source": {"excludes": [VECTOR_FIELD]}}
-    for hit in scan(client, index=index, query=body, size=size, scroll=SCROLL_KEEPALIVE):
+    body = {"query": {"match_all": {}}, "_source": {"excludes": [VECTOR_FIELD]}, "seq_no_primary_term": True}
+    for hit in scan_all(client, index, body, size=size, scroll=SCROLL_KEEPALIVE, what="the reindex copy"):
         batch.append(hit)
         if len(batch) >= size:
             yield batch
             batch = []
     if batch:
         yield batch
+
+
+def _fold(prints: dict[str, int], hit: dict[str, Any]) -> None:
+    """Add one chunk's (id, seq_no, primary term) to its document's order-free fingerprint."""
+    key = f"{hit['_id']}\x00{hit.get('_seq_no')}\x00{hit.get('_primary_term')}".encode()
+    doc = str(hit["_source"].get("doc_id", ""))
+    prints[doc] = (prints.get(doc, 0) + int.from_bytes(hashlib.blake2b(key, digest_size=8).digest())) % 2**64
+
+
+def fingerprints(client: Elasticsearch, index: str) -> dict[str, int]:
+    """doc_id -> fingerprint of its chunks' ids and sequence numbers, as the index holds them now."""
+    prints: dict[str, int] = {}
+    body = {"query": {"match_all": {}}, "_source": ["doc_id"], "seq_no_primary_term": True}
+    for hit in scan_all(client, index, body, what="the reindex check"):
+        _fold(prints, hit)
+    return prints
+
+
+def changed_documents(before: dict[str, int], after: dict[str, int]) -> list[str]:
+    """doc_ids whose chunks differ between two fingerprint maps (sorted)."""
+    return sorted(d for d in before.keys() | after.keys() if before.get(d) != after.get(d))
 
 
 def _count(client: Elasticsearch, index: str) -> int:
@@ -82,9 +106,13 @@ def _count(client: Elasticsearch, index: str) -> int:
 
 def copy_reembedded(
     client: Elasticsearch, settings: Settings, embedder: Embedder, old: str, new: str, *,
-    batch_size: int, progress: Callable[[int], None] | None = None,
+    batch_size: int, progress: Callable[[int], None] | None = None, prints: dict[str, int] | None = None,
+    pause: RefreshPause | None = None,
 ) -> int:
-    """Copy every chunk of ``old`` into ``new`` with vectors of ``embedder``; return how many."""
+    """Copy every chunk of ``old`` into ``new`` with vectors of ``embedder``; return how many.
+
+    ``prints`` receives the fingerprint of each copied document (see ``fingerprints``).
+    """
     writer = BulkWriter(client, settings.bulk_max_bytes)
     failed: list[str] = []
     done = 0
@@ -95,11 +123,15 @@ def copy_reembedded(
     for batch in _batches(client, old, batch_size):
         vectors = embedder.encode_document([embed_input(h["_source"]) for h in batch])
         for hit, vec in zip(batch, vectors, strict=True):
+            if prints is not None:
+                _fold(prints, hit)
             src = dict(hit["_source"])
             src["model"] = embedder.info.name
             src[VECTOR_FIELD] = vec.tolist()
             note(writer.add("index", new, hit["_id"], src, hit["_id"]))
         done += len(batch)
+        if pause is not None:
+            pause.renew()
         if progress is not None:
             progress(done)
     note(writer.flush())
@@ -140,17 +172,20 @@ def reindex(
     new = create_index(client, target, embedder.info)
     try:
         client.cluster.health(index=new, wait_for_status="yellow", timeout="30s")
-        client.indices.put_settings(index=new, settings={"index": {"refresh_interval": "-1"}})
         tick = (lambda n: progress(n, total)) if progress is not None else None
-        copied = copy_reembedded(client, settings, embedder, old, new, batch_size=batch_size, progress=tick)
-        client.indices.put_settings(index=new, settings={"index": {"refresh_interval": None}})
-        now_old, now_new = _count(client, old), _count(client, new)
-        if now_old != total:
+        copied_prints: dict[str, int] = {}
+        with RefreshPause(client, new, lease=settings.refresh_pause_lease) as pause:
+            pause.pause()
+            copied = copy_reembedded(client, settings, embedder, old, new, batch_size=batch_size,
+                                     progress=tick, prints=copied_prints, pause=pause)
+        changed = changed_documents(copied_prints, fingerprints(client, old))
+        if changed:
             raise EsragError(
-                f"alias {alias!r} received writes during the reindex ({total} -> {now_old} chunks); "
-                "nothing swapped, stop ingest and run again"
+                f"alias {alias!r} received writes during the reindex ({len(changed)} documents changed, "
+                f"first {changed[0]!r}); nothing swapped, stop ingest and run again"
             )
-        if not copied == now_new == total:
+        now_new = _count(client, new)
+        if not copied == now_new:
             raise EsragError(f"count mismatch: {total} chunks in {old}, {copied} copied, {now_new} in {new}; "
                              "nothing swapped")
     except BaseException:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError
 
 from esrag.errors import EsragError, ServiceUnavailable
-from esrag.es import make_client
+from esrag.es import check_shards, make_client, scan_all
 from esrag.index import STEMMED_FIELD, TEXT_FIELD, VECTOR_FIELD, alias_target, check_model, index_meta
 from esrag.settings import Settings
 from esrag.stemming import query_terms, stem_text
@@ -185,6 +185,7 @@ def _msearch(client: Elasticsearch, settings: Settings, index: str, bodies: list
             if r.get("status") == 404:
                 raise IndexMissing(f"index {settings.index!r} does not exist; ingest documents first")
             raise EsragError(f"search failed: {reason}")
+        check_shards(r, "search")  # a partial answer would silently miss documents
         out.append(r["hits"]["hits"])
     return out
 
@@ -284,10 +285,8 @@ def document_chunks(settings: Settings, doc_id: str, *, client: Elasticsearch | 
     client = client or default_client(settings)
     index, _ = resolve_index(client, settings)
     try:
-        from elasticsearch.helpers import scan
-
-        docs = list(scan(client, index=index, query={"query": _document_query(doc_id),
-                                                     "_source": SOURCE_FIELDS}, size=500))
+        docs = list(scan_all(client, index, {"query": _document_query(doc_id), "_source": SOURCE_FIELDS},
+                             size=500, what="the document look-up"))
     except (TransportError, ApiError) as exc:
         raise unavailable(settings, exc) from None
     hits = [to_hit(d, 0.0) for d in docs]

@@ -30,6 +30,7 @@ class IngestRequest(BaseModel):
 
     paths: list[str] = Field(min_length=1, max_length=1000)
     index: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_\-]*$", max_length=100)
+    sync: bool = Field(False, description="also delete documents whose file under a given folder is gone")
 
 
 class IngestAccepted(BaseModel):
@@ -37,6 +38,8 @@ class IngestAccepted(BaseModel):
 
     job: str
     files: int
+    deleted: int = 0  # with sync: chunks of vanished files deleted
+    deleted_sources: list[str] = Field(default_factory=list)
 
 
 def resolve_allowed(raw: str, roots: list[Path]) -> Path:
@@ -79,10 +82,16 @@ def make_jobs_router(settings: Settings) -> APIRouter:
         outside = [f for f in files if not any(Path(os.path.realpath(f)).is_relative_to(r) for r in roots)]
         if outside:  # a symbolic link inside a folder pointing out of the roots
             raise EsragError(f"path {str(outside[0])!r} is outside the allowed roots")
+        deleted, gone = 0, []
+        if body.sync:
+            from ingest.sync import sync_index
+
+            result = sync_index(job_settings, resolved, scope=principal.filters)
+            deleted, gone = result.deleted, result.sources
         stamp = {k.removeprefix("meta."): v for k, v in principal.filters.items()}
         access = JobAccess(owner=principal.name, stamp=stamp, roots=[str(r) for r in roots])
         job_id = submit_files(files, job_settings, access)
-        return IngestAccepted(job=job_id, files=len(files))
+        return IngestAccepted(job=job_id, files=len(files), deleted=deleted, deleted_sources=gone)
 
     @router.get("/v1/jobs")
     def list_jobs(request: Request, limit: int = Query(20, ge=1, le=200)) -> list[dict[str, Any]]:

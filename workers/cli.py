@@ -179,6 +179,10 @@ def ingest(
     timeout: Annotated[
         float | None, typer.Option(help="with --wait: give up waiting after this many seconds", min=1)
     ] = None,
+    id_scope: Annotated[str | None, typer.Option(
+        "--id-scope", help=".jsonl ids: 'file' (each file its own ids, the default) or 'global'")] = None,
+    sync: Annotated[bool, typer.Option(
+        "--sync", help="also delete documents whose file under a given folder no longer exists")] = False,
 ) -> None:
     """Parse, chunk, embed and index documents (on workers when one is online)."""
     from esrag.terminal import progress_wanted
@@ -187,9 +191,9 @@ def ingest(
     from workers.jobstore import JobStore
     from workers.submit import submit_files
 
-    settings = load_settings(index=index)
+    settings = load_settings(index=index, id_scope=id_scope)
     if local or (wait and not workers_online(settings)):
-        summary = run_ingest(paths, settings, show_progress=progress_wanted())
+        summary = run_ingest(paths, settings, show_progress=progress_wanted(), sync=sync)
         if as_json:
             typer.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
         else:
@@ -198,9 +202,15 @@ def ingest(
             raise typer.Exit(1)
         return
     files = expand_paths(paths, settings)
+    synced = None
+    if sync:  # the vanished files are no task's: this process deletes them
+        from ingest.sync import sync_index
+
+        synced = sync_index(settings, paths)
     job_id = submit_files(files, settings)
     if not wait:
-        typer.echo(json.dumps({"job": job_id, "files": len(files)}) if as_json else job_id)
+        extra = {"deleted": synced.deleted, "deleted_sources": synced.sources} if synced else {}
+        typer.echo(json.dumps({"job": job_id, "files": len(files), **extra}) if as_json else job_id)
         return
     import redis
 
@@ -214,6 +224,9 @@ def ingest(
             f"job {job_id}; the job is kept: see `esrag job {job_id}` once Redis is back"
         ) from None
     summary = job_summary(done)
+    if synced is not None:
+        summary["deleted"] = int(summary["deleted"]) + synced.deleted  # type: ignore[call-overload]
+        summary["deleted_sources"] = synced.sources
     if as_json:
         typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
     else:

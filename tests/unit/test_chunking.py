@@ -150,3 +150,70 @@ def test_real_tokenizer_chunks_fit_and_match_offsets(real_counter):
         assert real_counter.count([c.text]) == [c.tokens]
         assert c.tokens <= 40
     assert out[-1].text.endswith("tail words here")
+
+
+def adversarial(size: int) -> str:
+    """Long whitespace runs, blank-line runs, "x  " lines and punctuation runs (about ``size`` chars)."""
+    block = (
+        "start" + " " * 400_000 + "end.\n"
+        + "x  \n" * 50_000
+        + "\n \n\t\n" * 20_000
+        + "Why?!" * 10_000 + " " + "." * 50_000 + "\n"
+        + ". " * 50_000 + "\n"
+        + '"' * 20_000 + ")" * 20_000 + "\n"
+        + "a" + " \t " * 100_000 + "\n b"
+    )
+    return (block * (size // len(block) + 1))[:size]
+
+
+@pytest.mark.timeout(120)
+def test_adversarial_whitespace_and_punctuation_chunk_in_bounded_time():
+    # 3 MB; the old sentence splitter rescanned each whitespace run from every position
+    # in it (one 400,000-space run alone: about 40 minutes)
+    text = adversarial(3_000_000)
+    out = chunks_of(doc(text), max_tokens=200, overlap=32)
+    for c in out[:50] + out[-50:]:
+        assert text[c.start : c.end] == c.text
+        assert c.text == c.text.strip()
+    assert out[0].text.startswith("start")
+    # every non-blank character lies in some chunk: nothing is dropped
+    covered, pos = 0, 0
+    for c in out:
+        span = text[max(pos, c.start):c.end]
+        covered += len(span) - sum(ch.isspace() for ch in span)
+        pos = max(pos, c.end)
+    assert covered == len(text) - sum(ch.isspace() for ch in text)
+
+
+@pytest.mark.timeout(120)
+def test_adversarial_text_with_the_real_tokenizer(real_counter):
+    text = adversarial(1_000_000)
+    out = chunk_document(doc(text), real_counter, max_tokens=200, overlap=32, model_max_tokens=256)
+    assert out and out[0].text.startswith("start")
+    assert all(c.tokens <= 200 for c in out)
+
+
+@pytest.mark.timeout(60)
+def test_markdown_heading_with_long_runs_is_linear():
+    # a heading line with a 200,000-character run of " #" that does not end it, then
+    # 40,000 fenced blocks each holding a "# ..." line (looked up per heading before)
+    fences = "```\n# not a heading\n```\n" * 40_000
+    text = "# Title" + " #" * 100_000 + " end\n\nbody\n" + fences + "## Last #"
+    heads = markdown_headings(text)
+    assert [(h.level, h.text) for h in heads] == [(1, "Title" + " #" * 100_000 + " end"), (2, "Last")]
+
+
+def test_sentences_split_at_newlines_with_surrounding_whitespace():
+    text = "one two three four   \n   five six seven eight. nine ten"
+    out = chunks_of(doc(text), max_tokens=4)
+    assert [c.text for c in out] == ["one two three four", "five six seven eight.", "nine ten"]
+
+
+def test_chunking_past_its_deadline_raises():
+    import time
+
+    from ingest.chunking import ChunkingTimeout
+
+    with pytest.raises(ChunkingTimeout):
+        chunk_document(doc("a b c. d e f."), WordCounter(), max_tokens=4, overlap=0, model_max_tokens=512,
+                       deadline=time.monotonic() - 1)
