@@ -28,12 +28,12 @@ class CachedQueryEmbedder:
         self.name = getattr(inner, "name", self.info.name)
         self._cache: dict[str, Any] = {}
 
-    def encode(self, texts: list[str], **kwargs: Any) -> Any:
+    def encode_query(self, texts: list[str], **kwargs: Any) -> Any:
         import numpy as np
 
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing:
-            for t, v in zip(missing, self.inner.encode(missing, **kwargs), strict=True):
+            for t, v in zip(missing, self.inner.encode_query(missing, **kwargs), strict=True):
                 self._cache[t] = v
         return np.stack([self._cache[t] for t in texts])
 
