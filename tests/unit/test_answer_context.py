@@ -74,7 +74,8 @@ def test_unsupported_citations_are_dropped_and_counted():
                 "Bake the bread at 220 degrees."]
     answer = "Iterate over the open file object to read lines [1][2]. Bread is baked at 220 degrees [1]."
     checked = check_citations(answer, passages, overlap_support, 0.5)
-    assert checked.answer == "Iterate over the open file object to read lines [1]. Bread is baked at 220 degrees."
+    assert checked.answer == ("Iterate over the open file object to read lines [1]. "
+                              "Bread is baked at 220 degrees.")
     assert checked.kept == [1] and checked.unsupported == 2
     assert (checked.sentences, checked.supported, checked.faithfulness) == (2, 1, 0.5)
 
