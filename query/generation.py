@@ -39,6 +39,7 @@ class Answer:
     unsupported_citations: int = 0
     faithfulness: float | None = None
     query: str | None = None  # the standalone query retrieval used (chat rewrites follow-ups)
+    rewrite: str | None = None  # chat: how the query was made (none, llm, rules)
 
     def to_dict(self, *, include_reasoning: bool = False) -> dict[str, Any]:
         """JSON-ready form (the reasoning only when asked for)."""
@@ -55,6 +56,7 @@ class Answer:
             out["reasoning"] = self.reasoning
         if self.query is not None:
             out["query"] = self.query
+            out["rewrite"] = self.rewrite
         return out
 
 
