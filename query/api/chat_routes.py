@@ -21,7 +21,7 @@ from esrag.errors import EsragError
 from esrag.settings import Settings
 from query.api.chat_schemas import ChatRequest, ChatResponse, CompletionRequest
 from query.api.routes import ClientDep, SettingsDep, _event_stream
-from query.chat import chat_stream
+from query.chat import ChatError, chat_stream, validate_messages
 from query.generation import Answer, AskEvent
 
 chat_router = APIRouter(prefix="/v1", tags=["chat"])
@@ -129,6 +129,10 @@ async def chat_completions(body: CompletionRequest, request: Request, settings: 
     if limit:
         target = target.model_copy(update={"llm_max_tokens": limit})
     messages = [{"role": m.role, "content": str(m.content)} for m in body.messages]
+    try:
+        validate_messages(messages, settings.chat_max_messages)
+    except ChatError as exc:
+        return _openai_error(400, str(exc), param="messages")
     events = chat_stream(target, messages, mode=body.mode, filters=body.filters or None, rerank=body.rerank,
                          client=client)
     first: AskEvent = await run_in_threadpool(next, events)
