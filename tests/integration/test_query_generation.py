@@ -18,6 +18,7 @@ from esrag.errors import ServiceUnavailable
 from esrag.settings import load_settings
 from query.citations import NOT_FOUND
 from query.generation import ask, ask_stream, packaged_gguf
+from query.local_models import SMOLLM2
 
 Q = "What temperature should bread be baked at?"
 
@@ -98,8 +99,9 @@ def test_openai_backend_against_llama_server(corpus, llama_server):
     events = list(ask_stream(settings, Q, k=3))
     answer = events[-1].answer
     streamed = "".join(e.text for e in events if e.kind == "token")
-    assert answer.backend == "openai" and answer.answer == streamed.strip()
-    assert answer.answer  # the model wrote something
+    assert answer.backend == "openai" and streamed.strip()  # the model wrote something
+    # the checked answer is the streamed one less unsupported citations, or NOT_FOUND
+    assert answer.answer == NOT_FOUND or answer.unsupported_citations > 0 or answer.answer == streamed.strip()
     assert answer.timings_ms["pieces"] >= 1
     check_citations(answer)
 
@@ -112,7 +114,8 @@ def test_openai_backend_down(corpus):
 
 
 def test_local_gguf_backend(corpus):
-    settings = load_settings(index=corpus.index, llm_backend="local", llm_max_tokens=32)
+    settings = load_settings(index=corpus.index, llm_backend="local", llm_local_model=SMOLLM2,
+                             llm_max_tokens=32)
     answer = ask(settings, Q, k=2, reasoning=True)
     assert answer.backend == "local" and isinstance(answer.reasoning, str)
     check_citations(answer)
