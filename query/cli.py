@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from esrag.settings import load_settings
+from esrag.settings import Settings, load_settings
 
 ModeOpt = Annotated[str, typer.Option("--mode", help="bm25, dense or hybrid")]
 FilterOpt = Annotated[list[str] | None, typer.Option("--filter", help="key=value (doc_id, source, "
@@ -74,6 +74,7 @@ def ask_cmd(
 
     _quiet_models()
     settings = load_settings(llm_backend=backend)
+    _load_backend(settings)
     events = ask_stream(settings, question, mode=mode, k=k, filters=parse_filters(filters or []) or None,
                         rerank=rerank, reasoning=reasoning)
     for event in events:
@@ -102,6 +103,17 @@ def ask_cmd(
                 typer.echo(f"({answer.removed_citations} citation(s) to no passage removed)")
 
 
+def _load_backend(settings: Settings) -> None:
+    """Load the local model once, saying so on stderr (it takes seconds; later calls reuse it)."""
+    from query.generation import get_backend
+    from query.local_models import local_model_path
+
+    if settings.llm_backend != "local":
+        return
+    typer.echo(f"loading the local model {local_model_path(settings).name} ...", err=True)
+    get_backend(settings)
+
+
 def chat_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON answer per line (for scripts)")] = False,
     mode: ModeOpt = "hybrid",
@@ -121,6 +133,7 @@ def chat_cmd(
 
     _quiet_models()
     settings = load_settings(llm_backend=backend)
+    _load_backend(settings)
     parsed = parse_filters(filters or []) or None
     interactive = sys.stdin.isatty() and not as_json
     history: list[dict[str, str]] = []
