@@ -14,20 +14,31 @@ NAV_MIN_LINES = 4
 NAV_SHORT_WORDS = 12
 NAV_SHORT_SHARE = 0.7
 NAV_MAX_SENTENCE_SHARE = 0.2
+NAV_WORDY_SHARE = 0.85
+_TITLE_START = re.compile(r"[A-Z0-9]")
+
+
+def _heading_like(line: str) -> bool:
+    """Short, starts like a title, no sentence end, and (nearly) only words: not a line of code."""
+    if len(line.split()) > NAV_SHORT_WORDS or _SENTENCE_END.search(line) or not _TITLE_START.match(line):
+        return False
+    wordy = sum(ch.isalnum() or ch.isspace() for ch in line)
+    return wordy >= NAV_WORDY_SHARE * len(line)
 
 
 def is_navigation(text: str) -> bool:
     """A table of contents or menu: many short heading-like lines and few sentences.
 
-    Lines that are short (at most 12 words) and do not end like a sentence are heading-like;
-    a passage of at least 4 lines, 70% or more of them heading-like and at most 20% of them
+    A heading-like line has at most 12 words, starts with a capital or a digit, does not end
+    like a sentence and is at least 85% letters, digits and spaces (so code is not one); a
+    passage of at least 4 lines, 70% or more of them heading-like and at most 20% of them
     ending a sentence, is navigation.
     """
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if len(lines) < NAV_MIN_LINES:
         return False
     ends = sum(bool(_SENTENCE_END.search(ln)) for ln in lines)
-    short = sum(len(ln.split()) <= NAV_SHORT_WORDS and not _SENTENCE_END.search(ln) for ln in lines)
+    short = sum(_heading_like(ln) for ln in lines)
     return short >= NAV_SHORT_SHARE * len(lines) and ends <= NAV_MAX_SENTENCE_SHARE * len(lines)
 
 

@@ -32,6 +32,9 @@ def test_navigation_is_recognised_and_prose_is_not():
     assert not is_navigation("A heading\n" + PROSE)
     # a short list of steps that are sentences is not navigation
     assert not is_navigation("Open the file.\nRead a line.\nClose it.\nDone.")
+    # nor is code (Python docs' examples are short lines without sentence ends)
+    assert not is_navigation("ref = function(args).mydict[index][index]\nref.a = 21\nref.b = 42\nref.c = 63")
+    assert not is_navigation('with open("f") as fh:\n    for line in fh:\n        print(line)\n    pass')
 
 
 def test_overlapping_chunks_of_one_document_merge_at_the_best_rank():
