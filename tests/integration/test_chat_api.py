@@ -68,6 +68,7 @@ def test_chat_streams_server_sent_events(base):
     events = [block.split("\n", 1)[0] for block in body.strip().split("\n\n")]
     assert events[-1] == "event: done" and set(events[:-1]) == {"event: token"}
     assert '"query": "What does VACUUM do in PostgreSQL? How often should I run it?"' in body
+    assert '"unsupported_citations": 0' in body.split("event: done", 1)[1]
 
 
 @pytest.mark.parametrize("messages, status, message", [
