@@ -67,10 +67,10 @@ def score(answers: list[dict], refs: dict, qrels: dict, similarity: Any) -> dict
 def apply_check(raw: dict, check: str, support: Any, min_support: float) -> dict:
     """``raw`` (generated with the check off) after ``check``; passages are its cited ones."""
     out = copy.deepcopy(raw)
-    if check == "off" or raw["answer"] == NOT_FOUND or not raw["citations"]:
+    if check == "off" or raw["answer"] == NOT_FOUND:
         return out
-    by_n = {c["n"]: c for c in raw["citations"]}
-    passages = [by_n[n]["text"] if n in by_n else "" for n in range(1, max(by_n) + 1)]
+    by_n = {c["n"]: c for c in raw["citations"]}  # an uncited answer has no supported claim either
+    passages = [by_n[n]["text"] if n in by_n else "" for n in range(1, max(by_n, default=0) + 1)]
     checked = check_citations(raw["answer"], passages, support, min_support)
     out["faithfulness"] = checked.faithfulness
     out["unsupported_citations"] = checked.unsupported
