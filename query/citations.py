@@ -52,7 +52,8 @@ def build_messages(question: str, hits: list[Hit], *, reasoning: bool = False) -
         text = " ".join(hit.text.split())[:MAX_PASSAGE_CHARS]
         lines.append(f"[{n}] ({hit.source}) {text}")
     system = SYSTEM_PROMPT + (REASONING_PROMPT if reasoning else "")
-    user = "Passages:\n" + "\n".join(lines) + f"\n\nQuestion: {question}\nAnswer, each sentence ending with its [n]:"
+    user = ("Passages:\n" + "\n".join(lines)
+            + f"\n\nQuestion: {question}\nAnswer, each sentence ending with its [n]:")
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
