@@ -110,6 +110,16 @@ class Settings(BaseSettings):
     llm_reasoning: bool = False  # ask the model to reason step by step (reasoning not returned)
     ask_passages: int = Field(5, ge=1, le=50)
 
+    # Answers: packaged local model, context packing, citation checks, chat
+    llm_local_model: str | None = None  # packaged GGUF (query/local_models.py); None: best installed
+    llm_context_tokens: int = Field(4096, ge=512)  # the local model's context window
+    ask_candidates: int = Field(12, ge=1, le=100)  # chunks retrieved before packing
+    ask_context_tokens: int = Field(1200, ge=64)  # passage tokens packed into the prompt, best first
+    citation_check: Literal["overlap", "embedding", "off"] = "overlap"
+    citation_min_support: float = Field(0.5, ge=0.0, le=1.0)  # overlap share or cosine to count as support
+    chat_max_messages: int = Field(64, ge=1, le=1000)  # longer conversations get 422
+    chat_rewrite: Literal["llm", "rules", "off"] = "llm"  # llm falls back to rules without a model
+
     # Ingest jobs (Celery workers)
     queue: str = Field("ingest", pattern=r"^[A-Za-z0-9_.\-]+$")
     task_max_files: int = Field(16, ge=1)

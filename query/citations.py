@@ -11,8 +11,9 @@ from query.retrieval import Hit
 NOT_FOUND = "The passages do not contain the answer."
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered passages you are given. "
-    "After each sentence, cite the passages it relies on with their numbers in square "
-    "brackets, like [1] or [2][3]. Cite only passage numbers that exist. "
+    "Write at most three short sentences. End every sentence with the numbers of the passages "
+    "it relies on in square brackets, like [1] or [2][3], for example: "
+    '"Python is an interpreted programming language [1]." Cite only passage numbers that exist. '
     f'If the passages do not contain the answer, say exactly: "{NOT_FOUND}"'
 )
 REASONING_PROMPT = (
@@ -51,7 +52,8 @@ def build_messages(question: str, hits: list[Hit], *, reasoning: bool = False) -
         text = " ".join(hit.text.split())[:MAX_PASSAGE_CHARS]
         lines.append(f"[{n}] ({hit.source}) {text}")
     system = SYSTEM_PROMPT + (REASONING_PROMPT if reasoning else "")
-    user = "Passages:\n" + "\n".join(lines) + f"\n\nQuestion: {question}\nAnswer with citations:"
+    user = ("Passages:\n" + "\n".join(lines)
+            + f"\n\nQuestion: {question}\nAnswer, each sentence ending with its [n]:")
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 

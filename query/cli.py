@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from esrag.clisettings import load_settings
+
+if TYPE_CHECKING:
+    from esrag.settings import Settings
 
 ModeOpt = Annotated[str, typer.Option("--mode", help="bm25, dense or hybrid")]
 FilterOpt = Annotated[list[str] | None, typer.Option("--filter", help="key=value (doc_id, source, "
@@ -77,6 +80,7 @@ def ask_cmd(
 
     _quiet_models()
     settings = load_settings(llm_backend=backend, index=index)
+    _load_backend(settings)
     events = ask_stream(settings, question, mode=mode, k=k, filters=parse_filters(filters or []) or None,
                         rerank=rerank, reasoning=reasoning)
     for event in events:
@@ -105,6 +109,81 @@ def ask_cmd(
                 typer.echo(f"({answer.removed_citations} citation(s) to no passage removed)")
 
 
+def _load_backend(settings: Settings) -> None:
+    """Load the local model once, saying so on stderr (it takes seconds; later calls reuse it)."""
+    from query.generation import get_backend
+    from query.local_models import local_model_path
+
+    if settings.llm_backend != "local":
+        return
+    typer.echo(f"loading the local model {local_model_path(settings).name} ...", err=True)
+    get_backend(settings)
+
+
+def chat_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON answer per line (for scripts)")] = False,
+    mode: ModeOpt = "hybrid",
+    rerank: RerankOpt = None,
+    k: Annotated[int | None, typer.Option("-k", help="at most this many passages")] = None,
+    filters: FilterOpt = None,
+    backend: Annotated[str | None, typer.Option(help="extractive, openai or local")] = None,
+    index: IndexOpt = None,
+) -> None:
+    """A conversation: each line read is a question; follow-ups are rewritten using the history.
+
+    Type /reset to start over and /exit (or end the input) to leave.
+    """
+    import sys
+
+    from query.chat import chat_stream
+    from query.filters import parse_filters
+
+    _quiet_models()
+    settings = load_settings(llm_backend=backend, index=index)
+    _load_backend(settings)
+    parsed = parse_filters(filters or []) or None
+    interactive = sys.stdin.isatty() and not as_json
+    history: list[dict[str, str]] = []
+    if interactive:
+        typer.echo("Ask a question (/reset starts over, /exit leaves).")
+    while True:
+        if interactive:
+            typer.echo("you> ", nl=False)
+        line = sys.stdin.readline()
+        if not line or line.strip() == "/exit":
+            return
+        question = line.strip()
+        if not question:
+            continue
+        if question == "/reset":
+            history = []
+            continue
+        history.append({"role": "user", "content": question})
+        history = history[-settings.chat_max_messages:]
+        answer, streamed = None, ""
+        for event in chat_stream(settings, history, mode=mode, k=k, filters=parsed, rerank=rerank):
+            if event.kind == "token" and interactive:
+                streamed += event.text
+                typer.echo(event.text, nl=False)
+            elif event.kind == "done":
+                answer = event.answer
+        assert answer is not None
+        history.append({"role": "assistant", "content": answer.answer})
+        if as_json:
+            typer.echo(json.dumps(answer.to_dict()))
+            continue
+        if interactive:
+            typer.echo("")
+            if answer.answer != streamed.strip():  # the citation check changed it
+                typer.echo(f"checked: {answer.answer}")
+            if answer.rewrite != "none":
+                typer.echo(f"(searched for: {answer.query})")
+        else:
+            typer.echo(answer.answer)
+        for c in answer.citations:
+            typer.echo(f"[{c.n}] {c.source} ({c.doc_id} {c.chunk_id}, chars {c.start}-{c.end})")
+
+
 def serve_cmd(
     host: Annotated[str | None, typer.Option(help="address to bind (default ESRAG_API_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default ESRAG_API_PORT)")] = None,
@@ -129,3 +208,4 @@ def register(app: typer.Typer) -> None:
     app.command("search")(search_cmd)
     app.command("ask")(ask_cmd)
     app.command("serve")(serve_cmd)
+    app.command("chat")(chat_cmd)

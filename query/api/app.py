@@ -15,6 +15,7 @@ from esrag.errors import ConfigError, EsragError, ModelMismatch, ServiceUnavaila
 from esrag.es import make_client
 from esrag.settings import Settings
 from query.api import accesslog
+from query.api.chat_routes import chat_router
 from query.api.limits import BodySizeLimit, RateLimit, rate_per_minute
 from query.api.metrics import Metrics
 from query.api.routes import health_router, search_router
@@ -28,6 +29,7 @@ from query.scope import ScopeError
 # are passed to create_app(extra_routers=...) and need the admin role unless they
 # declare their own require_role.
 PROTECTED_ROUTERS: list[APIRouter] = [search_router]
+PROTECTED_ROUTERS.append(chat_router)  # /v1/chat, /v1/chat/completions, /v1/models
 
 STATUS_OF: list[tuple[type[EsragError], int]] = [
     (ServiceUnavailable, 503),

@@ -89,6 +89,8 @@ class AskResponse(BaseModel):
     answer: str
     citations: list[CitationOut]
     removed_citations: int
+    unsupported_citations: int = 0
+    faithfulness: float | None = None
     backend: str
     timings_ms: dict[str, float]
     reasoning: str | None = None

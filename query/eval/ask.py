@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import random
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from esrag.errors import EsragError
@@ -20,3 +21,31 @@ def answer_fn(settings: Settings, *, embedder: Any = None) -> Callable[[str], Ma
         return ask(settings, question, embedder=embedder).to_dict()
 
     return run
+
+
+def sample_answers(answers: Mapping[str, Sequence[str]], n: int | None,
+                   seed: int) -> Mapping[str, Sequence[str]]:
+    """``n`` of the queries with reference answers, drawn with ``seed`` (all when ``n`` is None)."""
+    if n is None or n >= len(answers):
+        return answers
+    keep = set(random.Random(seed).sample(sorted(answers), n))
+    return {q: refs for q, refs in answers.items() if q in keep}
+
+
+def reference_similarity(settings: Settings) -> Callable[[str, Sequence[str]], float]:
+    """``(answer, references) -> best cosine`` with all-mpnet-base-v2, the strongest packaged embedder.
+
+    A cosine of mean-pooled sentence embeddings does not grow with the answer's length the way
+    token overlap with a long reference does.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    from query.models import mpnet_path
+
+    model = SentenceTransformer(str(mpnet_path(settings)), device="cpu")
+
+    def similarity(answer: str, references: Sequence[str]) -> float:
+        vecs = model.encode([answer, *references], normalize_embeddings=True)
+        return round(float((vecs[1:] @ vecs[0]).max()), 4)
+
+    return similarity

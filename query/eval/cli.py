@@ -46,6 +46,9 @@ def eval_command(
         help="index alias to ingest into and search (default eval-<dataset>)")] = None,
     sweep: Annotated[str | None, typer.Option(help="KEY=V1,V2 e.g. fusion=rrf,weighted")] = None,
     answers: Annotated[bool, typer.Option("--answers", help="also score generated answers")] = False,
+    answers_sample: Annotated[int | None, typer.Option(
+        min=1, help="score the answers of a seeded random sample of N queries")] = None,
+    seed: Annotated[int, typer.Option(help="seed of --answers-sample")] = 13,
 ) -> None:
     """Ingest an eval set into its own index and report nDCG@10, Recall@100, MRR@10 per mode."""
     from query.eval import beir, runner
@@ -72,11 +75,16 @@ def eval_command(
                                       progress=progress)
     if answers:
         from query.eval.answers import answer_quality
-        from query.eval.ask import answer_fn
+        from query.eval.ask import answer_fn, reference_similarity, sample_answers
 
         ask_settings = runner.with_settings(settings, index=runner.eval_index(dataset, index))
-        out["answers"] = answer_quality(dataset.queries, dataset.answers, dataset.qrels,
-                                        answer_fn(ask_settings, embedder=embedder))
+        refs = sample_answers(dataset.answers, answers_sample, seed)
+        out["answers"] = answer_quality(dataset.queries, refs, dataset.qrels,
+                                        answer_fn(ask_settings, embedder=embedder),
+                                        reference_similarity(settings), extended=True, progress=progress)
+        out["answers"]["backend"] = settings.llm_backend
+        if answers_sample:
+            out["answers"]["sample_seed"] = seed
     if report:
         rep.write_report(report, out)
     if as_json:

@@ -18,6 +18,7 @@ from esrag.errors import ServiceUnavailable
 from esrag.settings import load_settings
 from query.citations import NOT_FOUND
 from query.generation import ask, ask_stream, packaged_gguf
+from query.local_models import SMOLLM2
 
 Q = "What temperature should bread be baked at?"
 
@@ -98,8 +99,9 @@ def test_openai_backend_against_llama_server(corpus, llama_server):
     events = list(ask_stream(settings, Q, k=3))
     answer = events[-1].answer
     streamed = "".join(e.text for e in events if e.kind == "token")
-    assert answer.backend == "openai" and answer.answer == streamed.strip()
-    assert answer.answer  # the model wrote something
+    assert answer.backend == "openai" and streamed.strip()  # the model wrote something
+    # the checked answer is the streamed one less unsupported citations, or NOT_FOUND
+    assert answer.answer == NOT_FOUND or answer.unsupported_citations > 0 or answer.answer == streamed.strip()
     assert answer.timings_ms["pieces"] >= 1
     check_citations(answer)
 
@@ -112,7 +114,8 @@ def test_openai_backend_down(corpus):
 
 
 def test_local_gguf_backend(corpus):
-    settings = load_settings(index=corpus.index, llm_backend="local", llm_max_tokens=32)
+    settings = load_settings(index=corpus.index, llm_backend="local", llm_local_model=SMOLLM2,
+                             llm_max_tokens=32)
     answer = ask(settings, Q, k=2, reasoning=True)
     assert answer.backend == "local" and isinstance(answer.reasoning, str)
     check_citations(answer)
@@ -129,10 +132,12 @@ def test_local_transformers_backend(corpus, tmp_path):
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=tok.vocab_size, n_positions=1024, n_embd=32,
                                        n_layer=1, n_head=2))
+    # a random model may pick only special tokens (skipped when decoding) for some prompts
+    model.generation_config.suppress_tokens = tok.all_special_ids
     model.save_pretrained(tmp_path / "lm")
     tok.save_pretrained(tmp_path / "lm")
     settings = load_settings(index=corpus.index, llm_backend="local", llm_model_path=tmp_path / "lm",
-                             llm_max_tokens=8)
+                             llm_max_tokens=32)
     events = list(ask_stream(settings, Q, k=2))
     answer = events[-1].answer
     assert answer.backend == "local" and answer.timings_ms["pieces"] >= 1

@@ -1,0 +1,158 @@
+"""Answer quality per backend, side by side on one seeded sample, with and without the citation check.
+
+Each answer is generated once with the check off; the overlap and embedding checks are then
+applied to that same answer, so "off" vs "overlap" vs "embedding" differ only by the check.
+Per citation it also records whether each check's verdict agrees with the judged relevant
+documents. The eval index must exist (run `esrag eval DIR --index ALIAS` first).
+
+    python -m bench.answers --dataset data/python-faq --index eval-python-faq --sample 8 \
+        --backends extractive,local:smollm2-135m-instruct,local:qwen2.5-coder-0.5b-instruct
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.machine import machine_info
+from esrag.settings import load_settings
+from query.citations import NOT_FOUND
+from query.eval.answers import best_f1, rouge_l
+from query.eval.ask import reference_similarity, sample_answers
+from query.eval.beir import load_dataset
+from query.verify import (
+    check_citations,
+    cited_numbers,
+    claim_text,
+    embedding_support,
+    overlap_support,
+    sentence_spans,
+)
+
+CHECKS = ("off", "overlap", "embedding")
+
+
+def mean(xs: list[float]) -> float | None:
+    return round(statistics.fmean(xs), 4) if xs else None
+
+
+def score(answers: list[dict], refs: dict, qrels: dict, similarity: Any) -> dict[str, Any]:
+    """The eval measures over (qid, answer dict) pairs."""
+    f1, rl, sim, faith, correct, total, cited, declined = [], [], [], [], 0, 0, 0, 0
+    for a in answers:
+        text, qid = a["answer"], a["qid"]
+        f1.append(best_f1(text, refs[qid]))
+        rl.append(rouge_l(text, refs[qid]))
+        sim.append(similarity(text, refs[qid]))
+        if a.get("faithfulness") is not None:
+            faith.append(a["faithfulness"])
+        declined += text == NOT_FOUND
+        cited += bool(a["citations"])
+        relevant = {d for d, g in qrels.get(qid, {}).items() if g > 0}
+        for c in a["citations"]:
+            total += 1
+            correct += c["doc_id"] in relevant
+    n = len(answers)
+    return {"answers": n, "token_f1": mean(f1), "rouge_l": mean(rl), "answer_similarity": mean(sim),
+            "cited_share": round(cited / n, 4),
+            "citation_precision": round(correct / total, 4) if total else 0.0,
+            "faithfulness": mean(faith), "declined_share": round(declined / n, 4)}
+
+
+def apply_check(raw: dict, check: str, support: Any, min_support: float) -> dict:
+    """``raw`` (generated with the check off) after ``check``; passages are its cited ones."""
+    out = copy.deepcopy(raw)
+    if check == "off" or raw["answer"] == NOT_FOUND:
+        return out
+    by_n = {c["n"]: c for c in raw["citations"]}  # an uncited answer has no supported claim either
+    passages = [by_n[n]["text"] if n in by_n else "" for n in range(1, max(by_n, default=0) + 1)]
+    checked = check_citations(raw["answer"], passages, support, min_support)
+    out["faithfulness"] = checked.faithfulness
+    out["unsupported_citations"] = checked.unsupported
+    if checked.supported == 0:
+        out["answer"], out["citations"] = NOT_FOUND, []
+    else:
+        out["answer"] = checked.answer.strip()
+        out["citations"] = [by_n[n] for n in checked.kept]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dataset", type=Path, required=True)
+    ap.add_argument("--index", required=True)
+    ap.add_argument("--backends", default="extractive,local:smollm2-135m-instruct")
+    ap.add_argument("--sample", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--max-tokens", type=int, default=192)
+    ap.add_argument("--out", type=Path, default=Path("bench/results/answers.json"))
+    args = ap.parse_args()
+
+    from esrag.embedder import get_embedder
+    from query.generation import ask
+
+    dataset = load_dataset(args.dataset)
+    refs = dict(sample_answers(dataset.answers, args.sample, args.seed))
+    base = load_settings(index=args.index, citation_check="off", llm_max_tokens=args.max_tokens)
+    embedder = get_embedder(base)
+    similarity = reference_similarity(base)
+    supports = {"overlap": overlap_support, "embedding": embedding_support(embedder)}
+    run: dict[str, Any] = {"machine": machine_info(), "dataset": args.dataset.name, "sample": len(refs),
+                           "of": len(dataset.answers), "seed": args.seed, "max_tokens": args.max_tokens,
+                           "context_tokens": base.ask_context_tokens, "results": []}
+    for spec in args.backends.split(","):
+        backend, _, model = spec.partition(":")
+        settings = base.model_copy(update={"llm_backend": backend, "llm_local_model": model or None})
+        raws, ttft, total, prompt = [], [], [], []
+        t0 = time.perf_counter()
+        for qid in refs:
+            a = ask(settings, dataset.queries[qid], embedder=embedder).to_dict()
+            a["qid"] = qid
+            raws.append(a)
+            t = a["timings_ms"]
+            total.append(t["total_ms"])
+            if "first_token_ms" in t:
+                ttft.append(t["first_token_ms"])
+            if "prompt_tokens" in t:
+                prompt.append(t["prompt_tokens"])
+        agreement = {}
+        for check in ("overlap", "embedding"):
+            agree = n = 0
+            for a in raws:
+                relevant = {d for d, g in dataset.qrels.get(a["qid"], {}).items() if g > 0}
+
+                for s, e in sentence_spans(a["answer"]):
+                    sentence = a["answer"][s:e]
+                    for num in cited_numbers(sentence):
+                        c = next((c for c in a["citations"] if c["n"] == num), None)
+                        if c is None:
+                            continue
+                        ok = supports[check](claim_text(sentence), c["text"]) >= base.citation_min_support
+                        agree += ok == (c["doc_id"] in relevant)
+                        n += 1
+            agreement[check] = round(agree / n, 4) if n else None
+        for check in CHECKS:
+            answers = [apply_check(a, check, supports.get(check), base.citation_min_support) for a in raws]
+            run["results"].append({
+                "backend": spec, "check": check, **score(answers, refs, dataset.qrels, similarity),
+                "unsupported_citations": sum(a.get("unsupported_citations") or 0 for a in answers),
+                "check_agrees_with_qrels": agreement.get(check),
+                "p50_prompt_tokens": statistics.median(prompt) if prompt else None,
+                "p50_first_token_ms": round(statistics.median(ttft), 1) if ttft else None,
+                "p50_total_ms": round(statistics.median(total), 1),
+                "wall_s": round(time.perf_counter() - t0, 1),
+            })
+        print(json.dumps(run["results"][-3:]), flush=True)
+    old = json.loads(args.out.read_text()) if args.out.exists() else {"runs": []}
+    old["runs"].append(run)
+    args.out.write_text(json.dumps(old, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

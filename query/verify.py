@@ -1,0 +1,131 @@
+"""Citation checks: each cited sentence against the passage it cites; unsupported citations are dropped.
+
+Support is measured one of two ways (ESRAG_CITATION_CHECK):
+- ``overlap``: the share of the sentence's content words (stemmed, English stop words left out)
+  that occur in the cited passage;
+- ``embedding``: the highest cosine similarity between the sentence and any sentence of the
+  cited passage, with the index's embedding model.
+A citation counts as support when the measure reaches ESRAG_CITATION_MIN_SUPPORT.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from esrag.stemming import stem_text
+
+_CITE = re.compile(r"\s*\[(\d{1,4}(?:\s*,\s*\d{1,4})*)\]")
+# Sentence boundaries: after . ! ? or a closing citation, before something that starts a sentence;
+# and line breaks.
+_BOUNDARY = re.compile(r"(?<=[.!?\]])[ \t]+(?=[A-Z0-9\"'(`*])|\n+")
+_WORD = re.compile(r"\w+")
+
+
+@dataclass
+class Checked:
+    """An answer after the check: its text, what was dropped, and how many claims held."""
+
+    answer: str
+    kept: list[int]  # passage numbers still cited, in order of first citation
+    unsupported: int  # citations dropped
+    sentences: int  # answer sentences (claims)
+    supported: int  # sentences with at least one supported citation
+
+    @property
+    def faithfulness(self) -> float | None:
+        """Share of answer sentences supported by the passages they cite (None: no sentence)."""
+        return round(self.supported / self.sentences, 4) if self.sentences else None
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each non-empty sentence of an answer; citations stay with their sentence."""
+    spans, pos = [], 0
+    for m in _BOUNDARY.finditer(text):
+        spans.append((pos, m.start()))
+        pos = m.end()
+    spans.append((pos, len(text)))
+    return [(a, b) for a, b in spans if text[a:b].strip()]
+
+
+def cited_numbers(sentence: str) -> list[int]:
+    """The passage numbers a sentence cites, in order."""
+    return [int(n) for m in _CITE.finditer(sentence) for n in m.group(1).split(",")]
+
+
+def claim_text(sentence: str) -> str:
+    """A sentence without its citation markers."""
+    return _CITE.sub("", sentence).strip()
+
+
+def _content_words(text: str) -> set[str]:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    words = [w for w in _WORD.findall(text.lower()) if w not in ENGLISH_STOP_WORDS]
+    return set(stem_text(" ".join(words), "english").split())
+
+
+def overlap_support(claim: str, passage: str) -> float:
+    """Share of the claim's content words found in the passage (1.0 for a claim without any)."""
+    words = _content_words(claim)
+    if not words:
+        return 1.0
+    return len(words & _content_words(passage)) / len(words)
+
+
+def embedding_support(embedder: Any) -> Callable[[str, str], float]:
+    """Support as the best cosine between the claim and the passage's sentences."""
+    from query.generation import split_sentences
+
+    def score(claim: str, passage: str) -> float:
+        sentences = split_sentences(passage) or [passage]
+        vecs = embedder.encode([claim, *sentences])
+        return float((vecs[1:] @ vecs[0]).max())
+
+    return score
+
+
+def check_citations(answer: str, passages: Sequence[str], support: Callable[[str, str], float],
+                    min_support: float, *, drop: bool = True) -> Checked:
+    """Check every [n] of ``answer`` against passage n (1-based); drop those below ``min_support``."""
+    out: list[str] = []
+    pos = 0
+    kept: list[int] = []
+    unsupported = sentences = supported = 0
+    for start, end in sentence_spans(answer):
+        sentence = answer[start:end]
+        claim = claim_text(sentence)
+        if not claim:  # a citation on a line of its own belongs to the text before it
+            out.append(answer[pos:end])
+            pos = end
+            continue
+        sentences += 1
+        good: list[int] = []
+        for n in dict.fromkeys(cited_numbers(sentence)):
+            if 1 <= n <= len(passages) and support(claim, passages[n - 1]) >= min_support:
+                good.append(n)
+        unsupported += len(cited_numbers(sentence)) - sum(cited_numbers(sentence).count(n) for n in good)
+        supported += bool(good)
+        for n in good:
+            if n not in kept:
+                kept.append(n)
+        if drop:
+            sentence = _CITE.sub(lambda m, good=good: _keep(m, good), sentence)
+        out.append(answer[pos:start] + sentence)
+        pos = end
+    out.append(answer[pos:])
+    text = "".join(out) if drop else answer
+    if not drop:
+        kept = list(dict.fromkeys(n for n in cited_numbers(answer) if 1 <= n <= len(passages)))
+    return Checked(answer=text, kept=kept, unsupported=unsupported, sentences=sentences,
+                   supported=supported)
+
+
+def _keep(m: re.Match[str], good: list[int]) -> str:
+    nums = [int(n) for n in m.group(1).split(",") if int(n) in good]
+    if not nums:
+        return ""
+    lead = m.group(0)[: len(m.group(0)) - len(m.group(0).lstrip())]
+    return lead + "".join(f"[{n}]" for n in nums)
