@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from esrag.errors import EsragError
+from esrag.keys import principal_of
 from esrag.settings import Settings
 from query.api.chat_schemas import ChatRequest, ChatResponse, CompletionRequest
 from query.api.routes import ClientDep, SettingsDep, _event_stream
@@ -74,15 +75,17 @@ def _openai_error(status: int, message: str, param: str | None = None,
 
 
 @chat_router.get("/models")
-def models(settings: SettingsDep, client: ClientDep) -> dict:
-    """The index aliases a chat client can name as ``model`` (``default`` is ESRAG_INDEX)."""
+def models(request: Request, settings: SettingsDep, client: ClientDep) -> dict:
+    """The index aliases a chat client can name as ``model`` (``default`` is ESRAG_INDEX): the
+    ones the caller's key may use."""
     from query.retrieval import unavailable
 
     try:
         aliases = esrag_aliases(client)
     except Exception as exc:  # ES down or refusing: 503 like every other route
         raise unavailable(settings, exc) from None
-    ids = [DEFAULT_MODEL, *aliases]
+    principal = principal_of(request)
+    ids = [DEFAULT_MODEL, *(a for a in aliases if principal.may_use_index(a, settings.index))]
     return {"object": "list",
             "data": [{"id": i, "object": "model", "created": 0, "owned_by": "esrag"} for i in ids]}
 
@@ -122,7 +125,8 @@ async def chat_completions(body: CompletionRequest, request: Request, settings: 
         target = await run_in_threadpool(_settings_for, settings, client, body.model)
     except Exception as exc:
         raise unavailable(settings, exc) from None
-    if target is None:
+    if target is None or not principal_of(request).may_use_index(target.index, settings.index):
+        # a key limited to other indices is told the same as for an alias that does not exist
         return _openai_error(404, f"model {body.model!r} is not an esrag index alias; GET /v1/models lists "
                              "them", param="model", code="model_not_found")
     limit = body.max_completion_tokens or body.max_tokens

@@ -154,6 +154,12 @@ def requests_for(other: str) -> dict[tuple[str, str], list[tuple[str, dict[str, 
         ("GET", "/dashboard/api/state"): [("/dashboard/api/state", None)],
         ("POST", "/dashboard/api/jobs/{job_id}/retry"): [(f"/dashboard/api/jobs/{job}/retry", None)],
         ("POST", "/dashboard/api/jobs/{job_id}/cancel"): [(f"/dashboard/api/jobs/{job}/cancel", None)],
+        ("POST", "/v1/chat"): [("/v1/chat", _chat_body(b)) for b in _ask_bodies(other)],
+        ("POST", "/v1/chat/completions"): [("/v1/chat/completions", _completion_body(b))
+                                           for b in _ask_bodies(other) if b["mode"] == "hybrid"]
+        + [("/v1/chat/completions", {"model": f"{other}-docs",
+                                     "messages": [{"role": "user", "content": "x"}]})],
+        ("GET", "/v1/models"): [("/v1/models", None)],
         ("GET", "/dashboard/search"): [("/dashboard/search", None)],
         ("POST", "/dashboard/api/search/compare"): [("/dashboard/api/search/compare", _compare_body(b))
                                                     for b in _search_bodies(other) if b["mode"] == "hybrid"],
@@ -171,6 +177,22 @@ def requests_for(other: str) -> dict[tuple[str, str], list[tuple[str, dict[str, 
 
 def _doc_ids() -> list[str]:
     return [doc_id for tenant in CORPUS.values() for doc_id in tenant]
+
+
+def _chat_body(ask: dict[str, Any]) -> dict[str, Any]:
+    """A two-turn conversation whose follow-up is the /v1/ask question."""
+    body = {k: v for k, v in ask.items() if k not in ("question", "reasoning")}
+    return {**body, "messages": [{"role": "user", "content": QUERIES[1]},
+                                 {"role": "assistant", "content": "The passages do not contain the answer."},
+                                 {"role": "user", "content": ask["question"]}]}
+
+
+def _completion_body(ask: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": "default", "stream": bool(ask.get("stream")),
+                            "messages": [{"role": "user", "content": ask["question"]}]}
+    if "filters" in ask:
+        body["filters"] = ask["filters"]
+    return body
 
 
 def _compare_body(search: dict[str, Any]) -> dict[str, Any]:
@@ -233,6 +255,8 @@ def test_no_response_leaks_the_other_tenant(tenancy: tuple[TestClient, dict], ke
     assert set(secrets_of(own)) <= own_seen
     assert statuses[("POST", "/v1/search")] == {200, 403}
     assert statuses[("POST", "/v1/ask")] == {200, 403}
+    assert statuses[("POST", "/v1/chat")] == {200, 403}
+    assert statuses[("POST", "/v1/chat/completions")] == {200, 403, 404}
     assert statuses[("GET", "/v1/documents/{doc_id:path}")] == {200, 404}
     # the workbench: a read key's own view, scoped like /v1/search
     assert statuses[("POST", "/dashboard/api/search/compare")] == {200, 403}
