@@ -85,7 +85,8 @@ def models(request: Request, settings: SettingsDep, client: ClientDep) -> dict:
     except Exception as exc:  # ES down or refusing: 503 like every other route
         raise unavailable(settings, exc) from None
     principal = principal_of(request)
-    ids = [DEFAULT_MODEL, *(a for a in aliases if principal.may_use_index(a, settings.index))]
+    ids = [DEFAULT_MODEL, *(a for a in aliases if a == settings.index
+                            or principal.may_use_index(a, settings.index))]
     return {"object": "list",
             "data": [{"id": i, "object": "model", "created": 0, "owned_by": "esrag"} for i in ids]}
 
@@ -125,8 +126,10 @@ async def chat_completions(body: CompletionRequest, request: Request, settings: 
         target = await run_in_threadpool(_settings_for, settings, client, body.model)
     except Exception as exc:
         raise unavailable(settings, exc) from None
-    if target is None or not principal_of(request).may_use_index(target.index, settings.index):
-        # a key limited to other indices is told the same as for an alias that does not exist
+    if target is None or (target is not settings
+                          and not principal_of(request).may_use_index(target.index, settings.index)):
+        # another alias than the server's own (which /v1/search serves to every read key) needs the
+        # key's index pattern; a key limited to other indices hears what a missing alias gets
         return _openai_error(404, f"model {body.model!r} is not an esrag index alias; GET /v1/models lists "
                              "them", param="model", code="model_not_found")
     limit = body.max_completion_tokens or body.max_tokens
