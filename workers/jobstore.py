@@ -185,14 +185,19 @@ class JobStore:
     def _key(job_id: str, part: str = "") -> str:
         return f"esrag:job:{job_id}" + (f":{part}" if part else "")
 
-    def create(self, index: str, tasks: list[list[str]], *, queue: str = "ingest") -> tuple[str, list[str]]:
-        """Record a new job and its tasks in one transaction; return (job id, task ids)."""
+    def create(self, index: str, tasks: list[list[str]], *, queue: str = "ingest",
+               id_scope: str = "file") -> tuple[str, list[str]]:
+        """Record a new job and its tasks in one transaction; return (job id, task ids).
+
+        ``id_scope`` (how .jsonl ids are scoped, `esrag ingest --id-scope`) is the submitter's:
+        every task of the job runs with it, whatever the workers' own setting."""
         job_id = uuid.uuid4().hex[:12]
         now = time.time()
         task_ids = [f"{job_id}-{i:05d}" for i in range(len(tasks))]
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(self._key(job_id), mapping={
-            "id": job_id, "status": "queued", "index": index, "queue": queue, "created": now,
+            "id": job_id, "status": "queued", "index": index, "queue": queue, "id_scope": id_scope,
+            "created": now,
             "tasks_total": len(tasks), "tasks_done": 0, "tasks_failed": 0,
             "files_total": sum(len(t) for t in tasks), **{c: 0 for c in COUNTERS},
         })

@@ -61,7 +61,8 @@ def submit_files(files: list[Path], settings: Settings, access: JobAccess | None
     tasks = plan_tasks(files, settings.task_max_files, settings.task_max_bytes)
     try:
         store.r.ping()
-        job_id, task_ids = store.create(settings.index, tasks, queue=settings.queue)
+        job_id, task_ids = store.create(settings.index, tasks, queue=settings.queue,
+                                        id_scope=settings.id_scope)
         if access is not None:  # before any task is enqueued: a worker reads it first
             store.set_access(job_id, access)
     except redis.RedisError as exc:

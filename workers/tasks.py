@@ -51,7 +51,10 @@ def ingest_batch(self, job_id: str, task_id: str, files: list[str], index: str) 
         store.record_result(job_id, task_id, {}, {}, failed=False, error="canceled")
         return "canceled"
     worker = f"{socket.gethostname()}:{self.request.hostname}"
-    queue = store.r.hget(store._key(job_id), "queue") or settings.queue
+    queue, id_scope = store.r.hmget(store._key(job_id), ["queue", "id_scope"])
+    queue = queue or settings.queue
+    if id_scope and id_scope != settings.id_scope:  # the submitter's --id-scope, not this worker's
+        settings = settings.model_copy(update={"id_scope": id_scope})
     leases = Leases(store, queue)
     verdict, token = leases.acquire(job_id, task_id, worker, settings.task_lease_seconds)
     if token is None:

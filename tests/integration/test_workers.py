@@ -182,6 +182,35 @@ def test_two_workers_match_sync_ingest(es: Elasticsearch, stack: Stack, settings
 
 
 @pytest.mark.timeout(300)
+def test_job_runs_with_the_submitters_id_scope(es: Elasticsearch, stack: Stack, settings: Settings,
+                                              tmp_path: Path):
+    """`esrag ingest --id-scope global` reaches the workers (whose own setting is the default,
+    file): after a job of two files sharing an id (two documents), a global-scope job of one
+    of them leaves one document, that file's."""
+    import json as _json
+
+    data = tmp_path / "jsonl"
+    data.mkdir()
+    for name, text in (("a.jsonl", "Rye bread needs a sour starter."),
+                       ("b.jsonl", "Spelt bread rises fast.")):
+        (data / name).write_text(_json.dumps({"id": "bread", "text": text}) + "\n")
+    stack.start_worker()
+
+    def texts() -> list[str]:
+        es.indices.refresh(index=settings.index)
+        query = {"query": {"term": {"doc_id": "bread"}}}
+        return sorted(h["_source"]["text"] for h in scan(es, index=settings.index, query=query))
+
+    job = stack.wait(submit_files([data / "a.jsonl", data / "b.jsonl"], stack.settings), 180)
+    assert job.status == "completed" and job.failures == []
+    assert texts() == ["Rye bread needs a sour starter.", "Spelt bread rises fast."]
+    glob = stack.settings.model_copy(update={"id_scope": "global"})
+    job = stack.wait(submit_files([data / "b.jsonl"], glob), 180)
+    assert job.status == "completed" and job.failures == []
+    assert texts() == ["Spelt bread rises fast."]
+
+
+@pytest.mark.timeout(300)
 def test_kill_9_worker_mid_job(es: Elasticsearch, stack: Stack, settings: Settings, tmp_path: Path):
     """Default visibility timeout (an hour): the killed worker's task must come back through
     its lease, shown as stalled meanwhile, and run exactly once more on the survivor."""
