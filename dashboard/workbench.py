@@ -91,7 +91,9 @@ def make_workbench_router(settings: Settings) -> APIRouter:
                           rerank=body.rerank, client=request.app.state.es)
         return JSONResponse(out, headers={"Cache-Control": "no-store"})
 
-    @router.post("/dashboard/api/search/ask", dependencies=[Depends(auth)])
+    @router.post("/dashboard/api/search/ask", dependencies=[Depends(auth)], response_class=StreamingResponse,
+                 responses={200: {"content": {"text/event-stream": {}},
+                                  "description": "server-sent events: token..., then done (or error)"}})
     async def ask(body: AskRequest, request: Request) -> StreamingResponse:
         """The answer as server-sent events: ``token`` pieces, then ``done`` with citations."""
         from esrag.errors import EsragError
