@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from esrag.index import check_model
 from esrag.settings import Settings
 from esrag.stemming import query_terms, stem_text
 from query import fusion
@@ -23,6 +22,7 @@ from query.retrieval import (
     bm25_body,
     default_client,
     knn_body,
+    query_vector,
     resolve_index,
     to_hit,
 )
@@ -66,14 +66,7 @@ def compare(
 
     language = meta.get("stem_language") or settings.stem_language
     terms = query_terms(query, language)
-    if embedder is None:
-        from esrag.embedder import get_embedder, settings_for_index
-
-        embedder = get_embedder(settings_for_index(settings, meta))
-    check_model(meta, embedder.info, index)
-    te = time.perf_counter()
-    vector = embedder.encode_query([query])[0].tolist()
-    timings["embed_ms"] = (time.perf_counter() - te) * 1000
+    vector = query_vector(settings, meta, index, query, embedder, timings)
 
     ts = time.perf_counter()
     sparse, dense = _msearch(client, settings, index, [

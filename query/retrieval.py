@@ -190,6 +190,22 @@ def _msearch(client: Elasticsearch, settings: Settings, index: str, bodies: list
     return out
 
 
+
+def query_vector(settings: Settings, meta: dict[str, Any], index: str, query: str,
+                 embedder: Embedder | None, timings: dict[str, float]) -> list[float]:
+    """The query's vector, embedded with the index's own configuration (or ``embedder``, which
+    must match it); the time it took goes into ``timings["embed_ms"]``."""
+    if embedder is None:
+        from esrag.embedder import get_embedder, settings_for_index
+
+        embedder = get_embedder(settings_for_index(settings, meta))
+    check_model(meta, embedder.info, index)
+    te = time.perf_counter()
+    vector = embedder.encode_query([query])[0].tolist()
+    timings["embed_ms"] = (time.perf_counter() - te) * 1000
+    return vector
+
+
 def retrieve(
     settings: Settings,
     query: str,
@@ -223,14 +239,7 @@ def retrieve(
         terms = query_terms(query, language)
         bodies.append(bm25_body(terms, stem_text(terms, language), size, filters))
     if mode in ("dense", "hybrid"):
-        if embedder is None:
-            from esrag.embedder import get_embedder, settings_for_index
-
-            embedder = get_embedder(settings_for_index(settings, meta))
-        check_model(meta, embedder.info, index)
-        te = time.perf_counter()
-        vector = embedder.encode_query([query])[0].tolist()
-        timings["embed_ms"] = (time.perf_counter() - te) * 1000
+        vector = query_vector(settings, meta, index, query, embedder, timings)
         bodies.append(knn_body(vector, size, settings.num_candidates, filters))
 
     ts = time.perf_counter()
