@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from elasticsearch import Elasticsearch
@@ -219,15 +219,10 @@ def print_summary(s: ReindexSummary, model_path: Path | None) -> None:
     )
 
 
-def reindex_command(
-    model: Annotated[str, typer.Option("--model", help="the new embedding model's name")],
-    model_path: Annotated[Path | None, typer.Option(
-        "--model-path", help="local sentence-transformers folder (default: a packaged model)")] = None,
-    index: Annotated[str | None, typer.Option(help="index alias (default ESRAG_INDEX)")] = None,
-    delete_old: Annotated[bool, typer.Option("--delete-old", help="delete the old index after")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
-) -> None:
-    """Re-embed every chunk with another model into a new index, then swap the alias (no downtime)."""
+def reindex_command(model: str, model_path: Path | None = None, index: str | None = None,
+                    delete_old: bool = False, as_json: bool = False) -> None:
+    """`esrag reindex` (ingest/cli.py declares its options): re-embed every chunk with another
+    model into a new index, then swap the alias (no downtime)."""
     settings = load_settings(index=index)
     from esrag.terminal import progress_wanted
 

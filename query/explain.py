@@ -66,7 +66,7 @@ def compare(
 
     language = meta.get("stem_language") or settings.stem_language
     terms = query_terms(query, language)
-    vector = query_vector(settings, meta, index, query, embedder, timings)
+    index, meta, vector = query_vector(client, settings, index, meta, query, embedder, timings)
 
     ts = time.perf_counter()
     sparse, dense = _msearch(client, settings, index, [

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError
 
-from esrag.errors import EsragError, ServiceUnavailable
+from esrag.errors import EsragError, ModelMismatch, ServiceUnavailable
 from esrag.es import check_shards, make_client, scan_all
 from esrag.index import STEMMED_FIELD, TEXT_FIELD, VECTOR_FIELD, alias_target, check_model, index_meta
 from esrag.settings import Settings
@@ -191,19 +191,28 @@ def _msearch(client: Elasticsearch, settings: Settings, index: str, bodies: list
 
 
 
-def query_vector(settings: Settings, meta: dict[str, Any], index: str, query: str,
-                 embedder: Embedder | None, timings: dict[str, float]) -> list[float]:
-    """The query's vector, embedded with the index's own configuration (or ``embedder``, which
-    must match it); the time it took goes into ``timings["embed_ms"]``."""
-    if embedder is None:
-        from esrag.embedder import get_embedder, settings_for_index
+def query_vector(client: Elasticsearch, settings: Settings, index: str, meta: dict[str, Any], query: str,
+                 embedder: Embedder | None, timings: dict[str, float]) -> tuple[str, dict, list[float]]:
+    """(index, meta, the query's vector), embedded with the index's own configuration (or
+    ``embedder``, which must match it); the time it took goes into ``timings["embed_ms"]``.
 
-        embedder = get_embedder(settings_for_index(settings, meta))
-    check_model(meta, embedder.info, index)
+    A mismatch is checked once more against the alias's current index: the alias may have
+    moved (`esrag reindex`) since ``resolve_index`` cached it."""
+    from esrag.embedder import get_embedder, settings_for_index
+
+    for attempt in (1, 2):
+        chosen = embedder if embedder is not None else get_embedder(settings_for_index(settings, meta))
+        try:
+            check_model(meta, chosen.info, index)
+            break
+        except ModelMismatch:
+            if attempt == 2:
+                raise
+            index, meta = resolve_index(client, settings, fresh=True)
     te = time.perf_counter()
-    vector = embedder.encode_query([query])[0].tolist()
+    vector = chosen.encode_query([query])[0].tolist()
     timings["embed_ms"] = (time.perf_counter() - te) * 1000
-    return vector
+    return index, meta, vector
 
 
 def retrieve(
@@ -239,7 +248,7 @@ def retrieve(
         terms = query_terms(query, language)
         bodies.append(bm25_body(terms, stem_text(terms, language), size, filters))
     if mode in ("dense", "hybrid"):
-        vector = query_vector(settings, meta, index, query, embedder, timings)
+        index, meta, vector = query_vector(client, settings, index, meta, query, embedder, timings)
         bodies.append(knn_body(vector, size, settings.num_candidates, filters))
 
     ts = time.perf_counter()
