@@ -52,7 +52,7 @@ def test_sync_deletes_documents_whose_file_is_gone(
     answer = json.loads(capsys.readouterr().out)
     assert GONE not in answer["answer"]
     assert all(c["doc_id"] != path_doc_id(gone_path) and GONE not in c["text"] for c in answer["citations"])
-    with TestClient(create_app(settings)) as api:
+    with TestClient(create_app(settings), base_url="http://localhost") as api:  # keyless: loopback Host
         resp = api.get(f"/v1/documents/{path_doc_id(gone_path)}")
         assert resp.status_code == 404
         assert api.get(f"/v1/documents/{path_doc_id(root / 'keep.txt')}").status_code == 200
