@@ -27,9 +27,8 @@ from query.scope import ScopeError
 # Query routers: mounted behind require_role("read"), which also binds the caller's
 # mandatory filters to every query they make (query/scope.py). Other packages' routers
 # are passed to create_app(extra_routers=...) and need the admin role unless they
-# declare their own require_role.
-PROTECTED_ROUTERS: list[APIRouter] = [search_router]
-PROTECTED_ROUTERS.append(chat_router)  # /v1/chat, /v1/chat/completions, /v1/models
+# declare their own require_role. chat_router: /v1/chat, /v1/chat/completions, /v1/models.
+PROTECTED_ROUTERS: list[APIRouter] = [search_router, chat_router]
 
 STATUS_OF: list[tuple[type[EsragError], int]] = [
     (ServiceUnavailable, 503),
