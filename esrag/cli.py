@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from esrag.cligroup import QuickHelpGroup
 from esrag.clisettings import load_settings
 from esrag.errors import EsragError, ServiceUnavailable
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="esrag",
+    cls=QuickHelpGroup,  # `esrag CMD --help` without pydantic (see esrag/cligroup.py)
     help="Retrieval-augmented generation over large document collections on Elasticsearch.",
     no_args_is_help=True,
     add_completion=False,
@@ -100,7 +102,7 @@ def _print_status(report: dict[str, Any], settings: Settings) -> None:
 
 
 keys_app = typer.Typer(help="Scoped API keys of the HTTP API (listed when no subcommand is given).",
-                       no_args_is_help=False, invoke_without_command=True)
+                       cls=QuickHelpGroup, no_args_is_help=False, invoke_without_command=True)
 app.add_typer(keys_app, name="keys")
 
 

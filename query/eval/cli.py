@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from esrag.cligroup import QuickHelpGroup
 from esrag.clisettings import load_settings
 from esrag.errors import ConfigError
 
@@ -141,7 +142,8 @@ def tune_command(
                f"(nDCG@10 {best['ndcg_at_10']:.4f}); {verb}")
 
 
-judgments_app = typer.Typer(help="Relevance judgments marked in the search workbench.", no_args_is_help=True)
+judgments_app = typer.Typer(help="Relevance judgments marked in the search workbench.", no_args_is_help=True,
+                             cls=QuickHelpGroup)
 
 
 @judgments_app.command("export")
