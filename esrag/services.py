@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from esrag import localredis
-from esrag.es import make_client
 from esrag.settings import Settings
 
 
 def es_report(settings: Settings) -> dict[str, Any]:
     """Health, version and node count of the configured Elasticsearch."""
+    from esrag.es import make_client  # here, not at the top: `esrag down` needs no Elasticsearch client
+
     report: dict[str, Any] = {"url": settings.safe_es_url, "up": False}
     client = make_client(settings, timeout=5)
     try:

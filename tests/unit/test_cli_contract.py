@@ -4,6 +4,7 @@ Click-style usage errors, no heavy imports in quick commands, and the docs/CLI.m
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -99,6 +100,20 @@ def test_no_help_of_any_command_imports_pydantic_or_a_client():
     assert r.stdout.count("Usage: esrag") == len(added)
     assert {path: sorted(set(mods) & NOT_FOR_HELP) for path, mods in added.items()
             if set(mods) & NOT_FOR_HELP} == {}
+
+
+def test_down_stops_by_pid_without_client_libraries(tmp_path):
+    """`esrag down` with nothing started in its state folder: the three messages, and neither the
+    Elasticsearch nor the Redis client imported (it stops processes by their pid files)."""
+    code = ("import json, os, sys\nfrom pathlib import Path\nfrom esrag.settings import load_settings\n"
+            "assert load_settings().state_dir == Path(os.environ['ESRAG_STATE_DIR'])  # not the shared one\n"
+            "from esrag.cli import main\nrc = main(['down'])\n"
+            "print('MODULES=' + json.dumps(sorted(sys.modules)), file=sys.stderr)\nsys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                       env={**os.environ, "ESRAG_STATE_DIR": str(tmp_path)})
+    assert (r.returncode, r.stdout) == (0, "no background worker\nElasticsearch was not running\n"
+                                           "Redis (started by esrag) was not running\n"), r.stderr
+    assert loaded(r) & {*HEAVY, "rich"} == set()
 
 
 def test_usage_error_is_usage_line_and_one_sentence():
