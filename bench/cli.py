@@ -1,13 +1,26 @@
-"""CLI start-up benchmark: wall time of quick commands, and which heavy modules each imports.
+"""CLI start-up benchmark: wall and CPU time of the quick commands, and what each one imports.
 
-Runs each command ``--repeat`` times as a user would (the installed ``esrag`` script, a new
-process each time) and records the median and the fastest wall time, plus the heavy
-libraries the command imported (from ``python -X importtime``). Commands that talk to a
-service (``status``, ``jobs``, ``job``) run against the configured ES and Redis; ``down``
-is measured through ``down --help`` only, since running it would stop the shared services.
-Writes bench/results/cli.json.
+Each command runs ``--repeat`` times as a user runs it (the installed ``esrag`` script, a new
+process each time, after one unmeasured run that warms the page cache). Per command:
 
-    .venv/bin/python -m bench.cli --repeat 3
+- ``wall``: spawn to exit; ``ttfb``: spawn to the first byte on stdout (for ``--help``, the
+  moment the help is printed);
+- ``cpu``: user+sys CPU seconds of the child (``getrusage(RUSAGE_CHILDREN)``). On a loaded
+  machine wall time includes waiting for a core; CPU time is what a quiet machine's wall
+  time approaches, so both are recorded, beside the same figures for a bare
+  ``python -c pass`` and for importing click, typer, pydantic and the settings alone;
+- for commands that run: CPU and wall from spawn to the entry of the command's function
+  (interpreter, Typer, the command modules, Typer's parameter conversion) and to the first
+  socket connect (adding the settings and the client library), taken in one extra run
+  through a probe (a wrapper around ``esrag.cli.main`` with an audit hook); the rest of the
+  run is talking to the services (``status`` also waits for its 1 s worker broadcast);
+- ``heavy_imports``: the heavy libraries in ``sys.modules`` at exit of that probe run.
+
+``status``, ``jobs`` and ``job`` run against the configured ES and Redis; ``down`` runs for
+real with an empty temporary ``ESRAG_STATE_DIR``, so it stops nothing. Writes
+bench/results/cli.json.
+
+    .venv/bin/python -m bench.cli --repeat 5
 """
 
 from __future__ import annotations
@@ -15,64 +28,152 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.machine import machine_info
 
 ESRAG = str(Path(sys.executable).parent / "esrag")
-HEAVY = ("elasticsearch", "redis", "celery", "torch", "sentence_transformers", "transformers", "rich",
-         "pydantic_settings", "fastapi", "numpy")
-NAMES = ["up", "down", "status", "ingest", "delete", "reindex", "search", "ask", "serve", "worker", "jobs",
-         "job", "eval", "eval-build", "tune", "judgments"]
-COMMANDS = [["--help"], *[[n, "--help"] for n in NAMES],
-            ["jobs", "--json", "--limit", "5"], ["job", "no-such-job", "--json"], ["status", "--json"]]
+HEAVY = ("elasticsearch", "redis", "celery", "torch", "sentence_transformers", "transformers", "onnxruntime",
+         "rich", "pydantic", "pydantic_settings", "fastapi", "numpy")
+NAMES = ["up", "down", "status", "ingest", "delete", "reindex", "search", "ask", "chat", "serve", "worker",
+         "jobs", "job", "eval", "eval-build", "tune", "keys", "judgments"]
+HELP = [["--help"], *[[n, "--help"] for n in NAMES], ["keys", "add", "--help"],
+        ["judgments", "export", "--help"]]
+RUNS = [["down"], ["jobs", "--json", "--limit", "5"], ["job", "no-such-job", "--json"], ["status", "--json"]]
+REFERENCE = {"python -c pass": "pass", "import click": "import click", "import typer": "import typer",
+             "import pydantic": "import pydantic",
+             "settings loaded": "from esrag.settings import load_settings; load_settings()",
+             "import redis": "import redis", "import elasticsearch": "import elasticsearch"}
+
+# Runs `esrag ARGS` as the installed script does, noting the CPU and wall clock at the entry of
+# the command's function and at the first socket connect, and the modules loaded at exit.
+PROBE = """
+import atexit, json, os, sys, time
+marks = {}
+def mark(name):
+    if name not in marks:
+        marks[name] = [time.process_time(), time.time()]
+def hook(event, args):
+    if event == "socket.connect":
+        mark("connect")
+sys.addaudithook(hook)
+import typer.main
+from esrag import cli
+build = typer.main.get_command
+def wrap(command):
+    for sub in getattr(command, "commands", {}).values():
+        wrap(sub)
+    callback = command.callback
+    if callback is not None and not getattr(command, "commands", None):
+        def entered(*a, **k):
+            mark("command")
+            return callback(*a, **k)
+        command.callback = entered
+def get_command(app):
+    group = build(app)
+    wrap(group)
+    return group
+typer.main.get_command = get_command
+def report():
+    with open(os.environ["ESRAG_BENCH_PROBE"], "w") as fh:
+        json.dump({"marks": marks, "modules": sorted({m.split(".")[0] for m in sys.modules})}, fh)
+atexit.register(report)
+sys.exit(cli.main(sys.argv[1:]))
+"""
 
 
-def wall(args: list[str]) -> float:
+def run_once(argv: list[str], env: dict[str, str]) -> dict[str, float]:
+    """Wall, time to first stdout byte and child CPU of one run of ``argv``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run([ESRAG, *args], capture_output=True, timeout=120)
-    return time.perf_counter() - t0
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    assert proc.stdout is not None
+    proc.stdout.read(1)
+    ttfb = time.perf_counter() - t0
+    proc.stdout.read()
+    proc.wait(timeout=120)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall": wall, "ttfb": ttfb, "cpu": cpu}
 
 
-def heavy_imports(args: list[str]) -> list[str]:
-    code = "import sys; from esrag.cli import main; sys.exit(main(sys.argv[1:]))"
-    r = subprocess.run([sys.executable, "-X", "importtime", "-c", code, *args], capture_output=True,
-                       text=True, timeout=120)
-    names = {line.split("|")[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
-    return sorted(h for h in HEAVY if h in names)
+def measure(argv: list[str], repeat: int, env: dict[str, str]) -> dict[str, float]:
+    run_once(argv, env)  # warm the page cache
+    runs = [run_once(argv, env) for _ in range(repeat)]
+    return {"wall_median_s": _median(r["wall"] for r in runs),
+            "wall_min_s": round(min(r["wall"] for r in runs), 3),
+            "ttfb_median_s": _median(r["ttfb"] for r in runs),
+            "cpu_median_s": _median(r["cpu"] for r in runs)}
+
+
+def probe(args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """Start marks (CPU and wall from spawn) and heavy imports of one run of ``esrag ARGS``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "probe.json"
+        started = time.time()
+        subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, timeout=120,
+                       env={**env, "ESRAG_BENCH_PROBE": str(out)})
+        found = json.loads(out.read_text())
+    row: dict[str, Any] = {}
+    for name, key in (("command", "to_command"), ("connect", "to_first_connect")):
+        if name in found["marks"]:
+            cpu, at = found["marks"][name]
+            row[f"{key}_cpu_s"], row[f"{key}_wall_s"] = round(cpu, 3), round(at - started, 3)
+    row["heavy_imports"] = sorted(set(HEAVY) & set(found["modules"]))
+    return row
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("bench/results/cli.json"))
     args = ap.parse_args()
     machine = machine_info()
-    python_start = [_python_pass() for _ in range(args.repeat)]
-    rows = []
-    for cmd in COMMANDS:
-        wall(cmd)  # warm the page cache
-        times = [wall(cmd) for _ in range(args.repeat)]
-        rows.append({"command": "esrag " + " ".join(cmd), "median_s": round(statistics.median(times), 3),
-                     "min_s": round(min(times), 3), "heavy_imports": heavy_imports(cmd)})
-        print(f"{rows[-1]['command']:<40} median {rows[-1]['median_s']:.3f}s  min {rows[-1]['min_s']:.3f}s  "
-              f"imports {','.join(rows[-1]['heavy_imports']) or '-'}", flush=True)
-    out = {"machine": machine, "repeat": args.repeat,
-           "python_no_op_median_s": round(statistics.median(python_start), 3), "commands": rows,
+    with tempfile.TemporaryDirectory() as state:
+        env = {**os.environ, "ESRAG_STATE_DIR": state}  # `esrag down` finds nothing of its own to stop
+        env.pop("ESRAG_INDEX", None)
+        reference = []
+        for label, code in REFERENCE.items():
+            reference.append({"code": label, **measure([sys.executable, "-c", code], args.repeat, env)})
+            _print(label, reference[-1])
+        rows = []
+        for cmd in [*HELP, *RUNS]:
+            row = {"command": "esrag " + " ".join(cmd), **measure([ESRAG, *cmd], args.repeat, env),
+                   **probe(cmd, env)}
+            if cmd[-1] == "--help":
+                row = {k: v for k, v in row.items() if not k.startswith("to_")}
+            else:
+                row.pop("ttfb_median_s")
+            rows.append(row)
+            _print(row["command"], row)
+    out = {"machine": machine, "repeat": args.repeat, "reference": reference, "commands": rows,
            "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 
-def _python_pass() -> float:
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "pass"], timeout=60)
-    return time.perf_counter() - t0
+def _median(values: Any) -> float:
+    return round(statistics.median(values), 3)
+
+
+def _print(label: str, row: dict[str, Any]) -> None:
+    start = ""
+    if "to_command_cpu_s" in row:
+        start = f"  to command cpu {row['to_command_cpu_s']:.3f}s"
+    if "to_first_connect_cpu_s" in row:
+        start += f"  to connect cpu {row['to_first_connect_cpu_s']:.3f}s"
+    print(f"{label:<36} wall {row['wall_median_s']:.3f}s (min {row['wall_min_s']:.3f})  "
+          f"cpu {row['cpu_median_s']:.3f}s{start}  imports {','.join(row.get('heavy_imports', [])) or '-'}",
+          flush=True)
 
 
 if __name__ == "__main__":
