@@ -20,7 +20,11 @@ process each time, after one unmeasured run that warms the page cache). Per comm
 real with an empty temporary ``ESRAG_STATE_DIR``, so it stops nothing. Writes
 bench/results/cli.json.
 
-    .venv/bin/python -m bench.cli --repeat 5
+``--baseline DIR`` (a checkout of an earlier commit, e.g. from ``git archive``) also runs the
+target commands from that tree and from this one, alternating, both through
+``python -c`` with the tree first on ``sys.path``, so the two are compared in one run.
+
+    .venv/bin/python -m bench.cli --repeat 5 [--baseline /tmp/esrag-before]
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ NAMES = ["up", "down", "status", "ingest", "delete", "reindex", "search", "ask",
 HELP = [["--help"], *[[n, "--help"] for n in NAMES], ["keys", "add", "--help"],
         ["judgments", "export", "--help"]]
 RUNS = [["down"], ["jobs", "--json", "--limit", "5"], ["job", "no-such-job", "--json"], ["status", "--json"]]
+TARGETS = [["--help"], ["job", "--help"], ["jobs", "--help"], ["status", "--help"], ["down", "--help"],
+           ["down"], ["jobs", "--json", "--limit", "5"], ["job", "no-such-job", "--json"]]
+FROM_TREE = ("import sys; sys.path.insert(0, sys.argv.pop(1)); from esrag.cli import main; "
+             "sys.exit(main(sys.argv[1:]))")
 REFERENCE = {"python -c pass": "pass", "import click": "import click", "import typer": "import typer",
              "import pydantic": "import pydantic",
              "settings loaded": "from esrag.settings import load_settings; load_settings()",
@@ -131,9 +139,32 @@ def probe(args: list[str], env: dict[str, str]) -> dict[str, Any]:
     return row
 
 
+def compare(baseline: Path, repeat: int, env: dict[str, str]) -> list[dict[str, Any]]:
+    """The target commands run from ``baseline`` and from this tree, alternating."""
+    trees = {"baseline": baseline.resolve(), "this": Path(__file__).resolve().parents[1]}
+    rows = []
+    for cmd in TARGETS:
+        runs: dict[str, list[dict[str, float]]] = {k: [] for k in trees}
+        for i in range(repeat + 1):  # the first round warms the page cache
+            for name, tree in trees.items():
+                r = run_once([sys.executable, "-c", FROM_TREE, str(tree), *cmd], env)
+                if i:
+                    runs[name].append(r)
+        row: dict[str, Any] = {"command": "esrag " + " ".join(cmd)}
+        for name, rs in runs.items():
+            row[name] = {"wall_median_s": _median(r["wall"] for r in rs),
+                         "cpu_median_s": _median(r["cpu"] for r in rs)}
+        rows.append(row)
+        before, after = row["baseline"], row["this"]
+        print(f"{row['command']:<36} cpu {before['cpu_median_s']:.3f}s -> {after['cpu_median_s']:.3f}s  "
+              f"wall {before['wall_median_s']:.3f}s -> {after['wall_median_s']:.3f}s", flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--baseline", type=Path, help="an earlier source tree to compare the targets with")
     ap.add_argument("--out", type=Path, default=Path("bench/results/cli.json"))
     args = ap.parse_args()
     machine = machine_info()
@@ -154,7 +185,9 @@ def main() -> None:
                 row.pop("ttfb_median_s")
             rows.append(row)
             _print(row["command"], row)
+        comparison = compare(args.baseline, args.repeat, env) if args.baseline else None
     out = {"machine": machine, "repeat": args.repeat, "reference": reference, "commands": rows,
+           **({"baseline": {"tree": str(args.baseline), "commands": comparison}} if comparison else {}),
            "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
