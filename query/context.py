@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 
-from query.retrieval import Hit
+from query.hits import Hit
 
 # A line that ends a sentence (not a heading or a link text).
 _SENTENCE_END = re.compile(r"[.!:;](?:[\"')\]]*)$")

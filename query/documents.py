@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from query.retrieval import Hit
+from query.hits import Hit
 
 
 def document_view(chunks: list[Hit]) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import json
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +18,9 @@ from esrag.errors import ConfigError, EsragError, ServiceUnavailable
 from esrag.settings import Settings
 from query.citations import NOT_FOUND, CitationParser, ReasoningFilter, build_messages, to_citation
 from query.context import estimate_tokens, pack
-from query.retrieval import Hit, retrieve
+from query.hits import Hit
+from query.retrieval import retrieve
+from query.verify import split_sentences
 
 NO_PASSAGES = "No passages matched the question."
 EXTRACT_SENTENCES = 3
@@ -206,14 +207,6 @@ def get_backend(settings: Settings, name: str | None = None) -> Backend | None:
         path = local_model_path(settings)
         return _local_backend(str(path), settings.torch_threads, settings.llm_context_tokens)
     raise ConfigError(f"unknown ESRAG_LLM_BACKEND {name!r}; use extractive, openai or local")
-
-
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a passage (a simple punctuation rule; good enough for extraction)."""
-    return [s.strip() for s in _SENTENCE.split(" ".join(text.split())) if len(s.strip()) > 3]
 
 
 def extractive_pieces(question: str, hits: list[Hit], embedder: Any) -> Iterator[str]:

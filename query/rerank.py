@@ -25,8 +25,8 @@ from esrag.embedder import Embedder, configure_torch, get_embedder
 from esrag.errors import ConfigError
 from esrag.models import model_spec
 from esrag.settings import Settings
-from query.models import MPNET_NAME
-from query.retrieval import Hit
+from esrag.split_models import MPNET_NAME
+from query.hits import Hit
 
 MAX_LENGTH = 512
 

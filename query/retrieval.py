@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError
@@ -17,6 +17,7 @@ from esrag.settings import Settings
 from esrag.stemming import query_terms, stem_text
 from query import fusion
 from query.filters import filter_clauses
+from query.hits import Hit, Retrieval
 
 if TYPE_CHECKING:
     from esrag.embedder import Embedder
@@ -34,36 +35,6 @@ MAX_K = 1000
 
 class IndexMissing(EsragError):
     """The alias to search does not exist yet."""
-
-
-@dataclass
-class Hit:
-    """One retrieved chunk."""
-
-    chunk_id: str
-    doc_id: str
-    source: str
-    title: str
-    text: str
-    score: float
-    start: int
-    end: int
-    chunk_no: int
-    headings: list[str] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
-
-
-@dataclass
-class Retrieval:
-    """Hits and where the time went."""
-
-    hits: list[Hit]
-    timings_ms: dict[str, float]
-    index: str
 
 
 @dataclass

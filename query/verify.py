@@ -18,10 +18,18 @@ from typing import Any
 from esrag.stemming import stem_text
 
 _CITE = re.compile(r"\s*\[(\d{1,4}(?:\s*,\s*\d{1,4})*)\]")
+
 # Sentence boundaries: after . ! ? or a closing citation, before something that starts a sentence;
 # and line breaks.
 _BOUNDARY = re.compile(r"(?<=[.!?\]])[ \t]+(?=[A-Z0-9\"'(`*])|\n+")
 _WORD = re.compile(r"\w+")
+# Passage sentences (for extractive answers and embedding support): after . ! ? before a capital.
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a passage (a simple punctuation rule; good enough for extraction)."""
+    return [s.strip() for s in _SENTENCE.split(" ".join(text.split())) if len(s.strip()) > 3]
 
 
 @dataclass
@@ -77,8 +85,6 @@ def overlap_support(claim: str, passage: str) -> float:
 
 def embedding_support(embedder: Any) -> Callable[[str, str], float]:
     """Support as the best cosine between the claim and the passage's sentences."""
-    from query.generation import split_sentences
-
     def score(claim: str, passage: str) -> float:
         sentences = split_sentences(passage) or [passage]
         vecs = embedder.encode([claim, *sentences])

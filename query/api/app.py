@@ -1,8 +1,14 @@
-"""The FastAPI app factory of the query API."""
+"""The FastAPI app factory of the query API: its routes, auth, limits, metrics and errors.
+
+It knows no other package: the server (server/app.py) passes the routers of workers/ and
+dashboard/ in through ``routers`` and the dashboard's query log through ``observers``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from esrag.errors import ConfigError, EsragError, ModelMismatch, ServiceUnavailable
 from esrag.es import make_client
+from esrag.keys import Role
 from esrag.settings import Settings
 from query.api import accesslog
 from query.api.chat_routes import chat_router
@@ -26,9 +33,16 @@ from query.scope import ScopeError
 
 # Query routers: mounted behind require_role("read"), which also binds the caller's
 # mandatory filters to every query they make (query/scope.py). Other packages' routers
-# are passed to create_app(extra_routers=...) and need the admin role unless they
-# declare their own require_role. chat_router: /v1/chat, /v1/chat/completions, /v1/models.
+# are passed to create_app(routers=[(router, role)]): mounted behind require_role(role),
+# or as they are when role is None (every route declares its own require_role).
+# chat_router: /v1/chat, /v1/chat/completions, /v1/models.
 PROTECTED_ROUTERS: list[APIRouter] = [search_router, chat_router]
+
+# A router of another package and the role its routes need (None: it declares its own).
+Mount = tuple[APIRouter, Role | None]
+# Told of every search and ask after it is answered: ("search:<mode>" or "ask:<mode>", ms, ok).
+# Runs in a worker thread, after the response; it must not raise.
+QueryObserver = Callable[[str, float, bool], None]
 
 STATUS_OF: list[tuple[type[EsragError], int]] = [
     (ServiceUnavailable, 503),
@@ -41,8 +55,10 @@ STATUS_OF: list[tuple[type[EsragError], int]] = [
 ]
 
 
-def create_app(settings: Settings, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
-    """The query API for ``settings``: /v1/search, /v1/ask, /v1/documents, health and metrics."""
+def create_app(settings: Settings, routers: Sequence[Mount] = (),
+               observers: Sequence[QueryObserver] = ()) -> FastAPI:
+    """The query API for ``settings``: /v1/search, /v1/ask, /v1/documents, chat, health, metrics
+    and the schema, plus ``routers`` (each behind its role) and ``observers`` of every query."""
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
@@ -64,16 +80,14 @@ def create_app(settings: Settings, extra_routers: Sequence[APIRouter] = ()) -> F
     app.state.metrics = metrics
     app.middleware("http")(metrics.middleware)
 
-    from workers.api import make_jobs_router
-
     read, admin = [Depends(require_role("read"))], [Depends(require_role("admin"))]
     for router in PROTECTED_ROUTERS:
         app.include_router(router, dependencies=read)
-    app.include_router(make_jobs_router(settings), dependencies=[Depends(require_role("ingest"))])
-    for router in extra_routers:
-        app.include_router(router, dependencies=admin)
+    for router, role in routers:
+        app.include_router(router, dependencies=[Depends(require_role(role))] if role else [])
     app.include_router(health_router)
-    _add_dashboard(app, settings)
+    if observers:
+        _observe_queries(app, observers)
 
     @app.get("/metrics", dependencies=admin, tags=["health"], response_class=Response)
     def prometheus() -> Response:
@@ -124,24 +138,12 @@ def _add_schema_routes(app: FastAPI, settings: Settings) -> None:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="esrag API")
 
 
-def _add_dashboard(app: FastAPI, settings: Settings) -> None:
-    """Serve the operations dashboard (/dashboard, same keys; its own auth also takes its cookie)
-    and log each search/ask latency for its Queries panel (fire and forget, never failing a query)."""
-    import asyncio
-    import time
-
-    import redis
-
-    from dashboard.router import make_router
-    from dashboard.workbench import make_workbench_router
-    from esrag import querylog
-
-    app.include_router(make_router(settings))
-    app.include_router(make_workbench_router(settings))
-    log = redis.Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+def _observe_queries(app: FastAPI, observers: Sequence[QueryObserver]) -> None:
+    """Tell ``observers`` the mode, latency and outcome of each search and ask (fire and forget,
+    in the default executor after the response, never failing a query)."""
 
     @app.middleware("http")
-    async def _querylog(request: Request, call_next: Any) -> Response:
+    async def _observe(request: Request, call_next: Any) -> Response:
         start = time.perf_counter()
         response = await call_next(request)
         mode = getattr(request.state, "mode", "")
@@ -149,6 +151,7 @@ def _add_dashboard(app: FastAPI, settings: Settings) -> None:
             ms = (time.perf_counter() - start) * 1000
             route = "ask" if request.url.path.endswith("/ask") else "search"
             ok = response.status_code < 400
-            asyncio.get_running_loop().run_in_executor(
-                None, lambda: querylog.record(log, mode=f"{route}:{mode}", ms=ms, ok=ok))
+            loop = asyncio.get_running_loop()
+            for observe in observers:
+                loop.run_in_executor(None, observe, f"{route}:{mode}", ms, ok)
         return response

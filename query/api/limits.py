@@ -9,34 +9,19 @@ It is on by default whenever keys are configured (:func:`rate_per_minute`).
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Callable
 
 from starlette.datastructures import Headers
 
 from esrag.keys import identify, keyed
 from esrag.settings import Settings
+from query.api.asgi import ASGIApp, Message, Receive, Scope, Send, reply
 from query.api.security import presented_key
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz"})
-
-
-async def reply(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()), *headers]})
-    await send({"type": "http.response.body", "body": body})
 
 
 class BodySizeLimit:

@@ -19,8 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
 
 from fastapi import HTTPException, Request
 
@@ -28,6 +27,7 @@ from esrag.errors import ConfigError
 from esrag.keys import Principal, Role, identify, key_hash, keyed, stored_hashes
 from esrag.settings import Settings
 from query import scope
+from query.api.asgi import ASGIApp, Receive, Scope, Send, reply
 
 COOKIE = "esrag_dashboard"
 CSRF_HEADER = "X-Dashboard"
@@ -122,15 +122,10 @@ def require_role(role: Role, settings: Settings | None = None) -> Callable[[Requ
     return dependency
 
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-
 class LoopbackHostCheck:
     """ASGI middleware: on a keyless server, 400 for a Host header that is not loopback."""
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], settings: Settings):
+    def __init__(self, app: ASGIApp, settings: Settings):
         self.app = app
         self.settings = settings
 
@@ -138,8 +133,6 @@ class LoopbackHostCheck:
         if scope_["type"] == "http" and not keyed(self.settings):
             host = _host_name(dict(scope_.get("headers", ())).get(b"host", b"").decode("latin-1"))
             if not is_loopback(host):
-                from query.api.limits import reply
-
                 await reply(send, 400, f"Host {host!r} is not a loopback name; without API keys the API "
                                        "answers only localhost, 127.0.0.1 and ::1")
                 return

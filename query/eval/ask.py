@@ -40,7 +40,7 @@ def reference_similarity(settings: Settings) -> Callable[[str, Sequence[str]], f
     """
     from sentence_transformers import SentenceTransformer
 
-    from query.models import mpnet_path
+    from esrag.split_models import mpnet_path
 
     model = SentenceTransformer(str(mpnet_path(settings)), device="cpu")
 

@@ -18,8 +18,8 @@ from query_corpus import corpus_alias
 
 from esrag.keys import KeyFile
 from esrag.settings import Settings, load_settings
-from query.api.app import create_app
 from query.api.limits import DEFAULT_KEYED_RATE, rate_per_minute
+from server.app import create_app
 from workers.jobstore import JobStore
 
 

@@ -26,8 +26,8 @@ from pydantic import SecretStr
 from query_corpus import corpus_alias
 
 from esrag.settings import Settings
-from query.api import create_app
 from query.retrieval import bm25_body
+from server.app import create_app
 
 pytestmark = pytest.mark.timeout(300)
 

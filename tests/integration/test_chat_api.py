@@ -11,9 +11,9 @@ import pytest
 from dashboard_server import serve
 from query_corpus import corpus_alias
 
-from query.api import create_app
 from query.citations import NOT_FOUND
 from query.local_models import SMOLLM2, installed
+from server.app import create_app
 
 FIRST = "What does VACUUM do in PostgreSQL?"
 FOLLOW_UP = "How often should I run it?"

@@ -23,7 +23,7 @@ from dashboard_server import serve
 from esrag.es import make_client
 from esrag.index import alias_target
 from esrag.settings import Settings
-from query.api import create_app
+from server.app import create_app
 from workers.jobstore import FINAL_STATES, JobStore
 from workers.submit import submit_files
 

@@ -93,7 +93,7 @@ def test_api_app_serves_dashboard_and_logs_queries(settings: Settings):
     import redis
 
     from esrag import querylog
-    from query.api import create_app
+    from server.app import create_app
 
     # Redis database 15 keeps this test's query log away from the real one
     s = settings.model_copy(update={"api_keys": [KEY], "redis_url": "redis://127.0.0.1:6379/15"})

@@ -29,8 +29,8 @@ from esrag.errors import ServiceUnavailable
 from esrag.es import cluster_health, make_client
 from esrag.settings import Settings, load_settings
 from ingest.pipeline import ingest_files
-from query.api import create_app
 from query.retrieval import retrieve
+from server.app import create_app
 
 pytestmark = pytest.mark.timeout(420)
 PORT = 9291

@@ -94,7 +94,7 @@ from pathlib import Path
 from esrag.settings import load_settings
 from esrag.embedder import get_embedder
 from query.rerank import get_reranker
-from query.retrieval import Hit
+from query.hits import Hit
 from query.generation import packaged_gguf
 s = load_settings()
 emb = get_embedder(s)

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from esrag.settings import Settings
-from query.api.app import create_app
+from server.app import create_app
 from workers.jobstore import JobStore
 
 KEY = "test-key-123"

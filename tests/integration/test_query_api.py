@@ -12,8 +12,8 @@ from query_corpus import corpus_alias
 
 from esrag.errors import ConfigError
 from esrag.settings import load_settings
-from query.api import create_app
 from query.api.security import check_bind
+from server.app import create_app
 
 KEY = {"X-API-Key": "secret-1"}
 

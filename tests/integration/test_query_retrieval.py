@@ -145,7 +145,7 @@ def test_rerank_default_mpnet(corpus):
 
 
 def test_bi_encoder_passage_cache(corpus):
-    from query.models import MPNET_NAME
+    from esrag.split_models import MPNET_NAME
     from query.rerank import BiEncoderReranker
 
     mpnet = get_embedder(corpus.model_copy(update={"embed_model": MPNET_NAME}))

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from esrag import localredis
 from esrag.keys import KeyFile
 from esrag.settings import Settings
-from query.api.app import create_app
+from server.app import create_app
 from workers.jobstore import FINAL_STATES, JobStore
 
 

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from esrag.cli import main
 from esrag.settings import Settings
 from ingest.documents import path_doc_id
-from query.api import create_app
 from query.retrieval import search
+from server.app import create_app
 
 GONE = "Zeppelins drift over the harbour at dawn carrying saffron crates."
 

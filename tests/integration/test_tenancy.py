@@ -27,7 +27,7 @@ from esrag.index import ensure_index, wait_for_count
 from esrag.keys import KeyFile
 from esrag.settings import Settings, load_settings
 from esrag.stemming import stem_text
-from query.api.app import create_app
+from server.app import create_app
 
 # tenant -> {doc_id: [chunk texts]}; the two tenants share vocabulary and meaning
 CORPUS: dict[str, dict[str, list[str]]] = {

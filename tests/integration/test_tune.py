@@ -16,10 +16,10 @@ from dashboard_server import serve
 
 from esrag.index import alias_target, index_meta
 from esrag.settings import load_settings
-from query.api import create_app
 from query.eval import beir, runner
 from query.eval.cli import build_dataset
 from query.retrieval import document_chunks, retrieve
+from server.app import create_app
 
 ESRAG = str(Path(sys.executable).parent / "esrag")
 

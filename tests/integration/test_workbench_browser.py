@@ -15,7 +15,7 @@ import pytest
 from dashboard_server import serve
 from query_corpus import corpus_alias
 
-from query.api import create_app
+from server.app import create_app
 
 pw = pytest.importorskip("playwright.sync_api")
 CHROMIUM = "/usr/bin/chromium"

@@ -1,7 +1,7 @@
 """Context packing and citation checks (pure logic)."""
 
 from query.context import is_navigation, merge_overlapping, pack
-from query.retrieval import Hit
+from query.hits import Hit
 from query.verify import check_citations, overlap_support, sentence_spans
 
 TOC = """Contents

@@ -152,3 +152,15 @@ def test_dockerfile() -> None:
     assert any(ln.startswith("RUN pip install .") for ln in lines)
     assert 'ENTRYPOINT ["esrag"]' in lines
     assert "USER esrag" in lines
+
+
+def test_dockerfile_copies_every_package_the_wheel_holds() -> None:
+    """`pip install .` in the image builds from what was copied: a package left out of the
+    COPY lines (server/ is the newest) would be missing from the image's wheel."""
+    import tomllib
+
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = {p.rstrip("*") for p in include["include"]}
+    copied = {m.group(1) for m in re.finditer(r"^COPY (\w+) \./\1$", (ROOT / "Dockerfile").read_text(), re.M)}
+    assert packages == {"esrag", "ingest", "workers", "query", "dashboard", "server"}
+    assert packages <= copied, f"Dockerfile lacks COPY lines for {sorted(packages - copied)}"

@@ -2,7 +2,7 @@ import pytest
 
 from query.citations import NOT_FOUND, CitationParser, ReasoningFilter, build_messages
 from query.filters import FilterError, filter_clauses, parse_filters
-from query.retrieval import Hit
+from query.hits import Hit
 
 
 def hits(n):

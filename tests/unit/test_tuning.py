@@ -10,8 +10,8 @@ from esrag.settings import load_settings
 from query import fusion
 from query.documents import document_view
 from query.eval.tune import FUSIONS, WEIGHTS, parse_grid
+from query.hits import Hit
 from query.judgments import query_id, to_qrels
-from query.retrieval import Hit
 from query.tuning import effective_fusion
 
 S = [("a", 10.0), ("b", 5.0), ("c", 1.0)]
