@@ -18,8 +18,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from dashboard.auth import COOKIE, cookie_token, identify_request, require_role
-from dashboard.state import StateReader, one_line
-from esrag.errors import EsragError
+from dashboard.state import StateReader
+from esrag.errors import EsragError, one_line
 from esrag.keys import Principal, Role, identify, keyed
 from esrag.settings import Settings
 from workers.jobstore import JobStore

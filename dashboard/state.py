@@ -20,6 +20,7 @@ from elasticsearch import Elasticsearch
 
 from dashboard.vectors import estimate
 from esrag import querylog
+from esrag.errors import one_line
 from esrag.es import make_client
 from esrag.index import VECTOR_FIELD
 from esrag.redact import redact
@@ -31,12 +32,6 @@ MAX_INDICES = 25
 CHART_BUCKETS = 30
 # kombu's Redis transport keeps prioritised messages in "<queue>\x06\x16<step>" lists
 PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
-
-
-def one_line(exc: BaseException) -> str:
-    """A short one-line description of an exception."""
-    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def guarded(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from esrag.errors import one_line
 from ingest.documents import Document, Heading, LoadError, path_doc_id
 from ingest.guards import DEFAULT_LIMITS, Limits, check_html_depth, check_pdf_pages, check_text, check_zip
 
@@ -42,11 +43,6 @@ _RESERVED_JSONL_KEYS = ("id", "_id", "text", "title")
 
 def _mtime(path: Path) -> str:
     return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).isoformat()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:300]
 
 
 def check_size(path: Path, max_bytes: int) -> int:
@@ -163,7 +159,7 @@ def load_html(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
         title, text, heads = html_to_text(decode_html(data),
                                           check=lambda root: check_html_depth(path, root, limits))
     except ValueError as exc:
-        raise LoadError(str(path), _one_line(exc)) from None
+        raise LoadError(str(path), one_line(exc, 300, typed=False)) from None
     except RecursionError:
         raise LoadError(str(path), "HTML is nested too deeply") from None
     _require_text(path, text)
@@ -205,12 +201,12 @@ def load_pdf(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
             raise
         except LimitReachedError as exc:
             raise LoadError(str(path), f"PDF over a decoding limit (a PDF bomb? ESRAG_MAX_PDF_STREAM_BYTES): "
-                                       f"{_one_line(exc)}") from None
+                                       f"{one_line(exc, 300, typed=False)}") from None
         except FileNotDecryptedError:
             raise LoadError(str(path), "encrypted PDF (a password is needed)") from None
         except (PyPdfError, PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError,
                 RecursionError, ZeroDivisionError, IndexError) as exc:
-            raise LoadError(str(path), f"corrupt PDF: {_one_line(exc)}") from None
+            raise LoadError(str(path), f"corrupt PDF: {one_line(exc, 300, typed=False)}") from None
     text = "\n\n".join(p for p in pages if p)
     _require_text(path, text)
     return _base(path, "application/pdf", str(meta_title).strip(), text, [])
@@ -251,7 +247,7 @@ def load_docx(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
         text = out.text()
         title = title or (document.core_properties.title or "")
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise LoadError(str(path), f"not a valid DOCX file: {_one_line(exc)}") from None
+        raise LoadError(str(path), f"not a valid DOCX file: {one_line(exc, 300, typed=False)}") from None
     _require_text(path, text)
     return _base(path, CONTENT_TYPES[".docx"], title, text, out.headings)
 
@@ -333,9 +329,9 @@ def load_file(
     except LoadError as exc:
         yield exc
     except OSError as exc:
-        yield LoadError(str(path), f"cannot read: {exc.strerror or _one_line(exc)}")
+        yield LoadError(str(path), f"cannot read: {exc.strerror or one_line(exc, 300, typed=False)}")
     except MemoryError:  # the sandbox reports its memory budget
         raise
     except Exception as exc:  # a parser failing on hostile input (zlib, XML, ...) fails this file only
         yield LoadError(str(path), f"cannot parse {suffix.lstrip('.') or 'file'}: "
-                                   f"{type(exc).__name__}: {_one_line(exc)}"[:400])
+                                   f"{one_line(exc, 300)}"[:400])

@@ -24,7 +24,7 @@ import numpy as np
 from elasticsearch import Elasticsearch, NotFoundError
 
 from esrag.embedder import Embedder, get_embedder
-from esrag.errors import EsragError
+from esrag.errors import EsragError, one_line
 from esrag.es import cluster_health, make_client
 from esrag.index import alias_target, delete_matching, ensure_index
 from esrag.refresh import RefreshPause
@@ -200,8 +200,7 @@ class _Run:
             except _Stop:
                 raise
             except Exception as exc:  # a parser crashing on odd input fails that file only
-                self.fail_and_remove(str(path), f"cannot load: {type(exc).__name__}: "
-                                     f"{' '.join(str(exc).split())[:200]}", source=str(path.resolve()))
+                self.fail_and_remove(str(path), f"cannot load: {one_line(exc)}", source=str(path.resolve()))
             self.files_done += 1
         if batch:
             self.prepare(batch)
