@@ -9,6 +9,7 @@ from typing import Any
 from esrag import localredis, pidfile
 from esrag.es import make_client
 from esrag.settings import Settings
+from esrag.workerprobe import WorkerProbe
 
 
 def es_report(settings: Settings) -> dict[str, Any]:
@@ -39,15 +40,11 @@ def workers_report(settings: Settings, timeout: float = 1.0) -> list[dict[str, A
     """Celery workers answering on the broker, with their pool size."""
     if not localredis.ping(settings.redis_url):
         return []
-    from celery import Celery
-
-    probe = Celery(broker=settings.redis_url)
-    try:
-        stats = probe.control.inspect(timeout=timeout).stats() or {}
-    except Exception:
-        return []
-    finally:
-        probe.close()
+    with WorkerProbe(settings.redis_url, timeout) as probe:
+        try:
+            stats = probe.stats()
+        except Exception:  # the broker went away between the ping and the broadcast
+            return []
     return [
         {"name": name, "concurrency": s.get("pool", {}).get("max-concurrency"), "pid": s.get("pid")}
         for name, s in sorted(stats.items())
