@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,57 +36,12 @@ from ingest.documents import Document, LoadError, chunk_hash, chunk_id, chunk_pr
 from ingest.docwrite import DocumentWrite, DocumentWriter
 from ingest.guards import Limits
 from ingest.sandbox import Sandbox, load_isolated
+from ingest.summary import IngestSummary, ProgressEvent
 
 DOC_BATCH = 64  # documents per hash lookup
 DOC_BATCH_CHARS = 4_000_000  # ... or fewer when they are large
 EMBED_GROUP = 512  # chunks per encode call (the embedder batches inside it)
 QUEUE_BATCHES = 4  # bounded queues: batches in flight between stages
-
-
-@dataclass
-class IngestSummary:
-    """Counts of one ingest; ``failed`` lists {"source", "error"} for each failure."""
-
-    documents: int = 0
-    chunks: int = 0
-    indexed: int = 0
-    skipped_unchanged: int = 0
-    deleted: int = 0
-    failed: list[dict[str, str]] = field(default_factory=list)
-    embedded: int = 0
-    seconds: float = 0.0
-    index: str = ""
-    deleted_sources: list[str] | None = None  # with --sync: sources gone from disk, their chunks deleted
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON summary of `esrag ingest --json`."""
-        out = asdict(self)
-        if self.deleted_sources is None:
-            del out["deleted_sources"]
-        out["seconds"] = round(self.seconds, 3)
-        return out
-
-    def merge(self, other: IngestSummary) -> None:
-        """Add ``other``'s counts, failures and time to this summary."""
-        for name in ("documents", "chunks", "indexed", "skipped_unchanged", "deleted", "embedded"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.failed.extend(other.failed)
-        self.seconds += other.seconds
-        self.index = self.index or other.index
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    """A snapshot of an ingest in progress."""
-
-    files_done: int
-    files_total: int
-    documents: int
-    chunks: int
-    indexed: int
-    skipped_unchanged: int
-    failed: int
-    elapsed: float
 
 
 @dataclass

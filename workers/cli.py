@@ -156,9 +156,10 @@ def workers_online(settings: Settings, timeout: float = 1.0) -> bool:
 
 def job_summary(j: Job) -> dict[str, object]:
     """A finished job in the shape of the in-process ingest summary."""
+    from ingest.summary import COUNTERS
+
     d = j.to_dict()
-    keys = ("documents", "chunks", "indexed", "skipped_unchanged", "deleted", "embedded")
-    return {"job": j.id, **{k: d[k] for k in keys}, "failed": d["failed"], "index": j.index,
+    return {"job": j.id, **{k: d[k] for k in COUNTERS}, "failed": d["failed"], "index": j.index,
             "status": j.status, "seconds": round((j.finished or time.time()) - j.created, 3)}
 
 

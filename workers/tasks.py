@@ -16,8 +16,9 @@ from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, Transpor
 from esrag.embedder import get_embedder
 from esrag.errors import EsragError, ServiceUnavailable, one_line
 from esrag.settings import Settings, load_settings
+from ingest.summary import COUNTERS
 from workers.app import TASK_NAME
-from workers.jobstore import COUNTERS, JobStore
+from workers.jobstore import JobStore
 from workers.leases import Heartbeat, Leases
 
 TRANSIENT = (ConnectionError, ConnectionTimeout, TransportError, ServiceUnavailable,
