@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from esrag.errors import ConfigError
 from esrag.redact import redact, redact_url
 
+INDEX_NAME_PATTERN = r"^[a-z0-9][a-z0-9_\-]*$"  # an index alias: ESRAG_INDEX, --index, a job's index
 VectorIndexType = Literal["int8_hnsw", "bbq_hnsw", "hnsw", "int4_hnsw", "flat", "int8_flat"]
 
 
@@ -48,7 +49,7 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
 
     # Index contract
-    index: str = Field("esrag", pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    index: str = Field("esrag", pattern=INDEX_NAME_PATTERN)
     shards: int = Field(1, ge=1)
     replicas: int = Field(0, ge=0)
     vector_index_type: VectorIndexType = "int8_hnsw"
