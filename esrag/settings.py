@@ -14,6 +14,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from esrag.errors import ConfigError
 from esrag.redact import redact, redact_url
 
+# The most chunks one retrieval returns (the engine's bound: evaluation retrieves 300 per query;
+# an HTTP request is held to ESRAG_SEARCH_REQUEST_MAX below it).
+MAX_K = 1000
 INDEX_NAME_PATTERN = r"^[a-z0-9][a-z0-9_\-]*$"  # an index alias: ESRAG_INDEX, --index, a job's index
 VectorIndexType = Literal["int8_hnsw", "bbq_hnsw", "hnsw", "int4_hnsw", "flat", "int8_flat"]
 
@@ -152,6 +155,7 @@ class Settings(BaseSettings):
     api_key_file: Path | None = None  # scoped keys (`esrag keys`); default: <state_dir>/api-keys.json
     documents_max_page: int = Field(200, ge=1, le=10_000)  # chunks per page of /v1/documents/{id}
     rerank_request_max: int = Field(50, ge=1, le=1000)  # the largest k a request may have reranked
+    search_request_max: int = Field(100, ge=1, le=MAX_K)  # the largest k of a POST /v1/search request
     ingest_max_files: int = Field(10_000, ge=1)  # files one HTTP ingest job may expand to
 
     # Local services (`esrag up`)
