@@ -24,8 +24,6 @@ from esrag.keys import Principal, Role, identify, keyed
 from esrag.settings import Settings
 from workers.jobstore import JobStore
 
-POLL_MS = 2000
-
 
 @lru_cache(maxsize=4)
 def _asset(name: str) -> str:
@@ -34,7 +32,8 @@ def _asset(name: str) -> str:
 
 def render_page(settings: Settings) -> str:
     """The dashboard page: static HTML shell with its CSS and script inlined."""
-    config = json.dumps({"poll_ms": POLL_MS, "index": settings.index, "queue": settings.queue})
+    config = json.dumps({"poll_ms": settings.dashboard_poll_ms, "index": settings.index,
+                         "queue": settings.queue})
     return (_asset("index.html")
             .replace("/*CSS*/", _asset("dashboard.css"))
             .replace("/*JS*/", _asset("dashboard.js"))

@@ -79,11 +79,8 @@ def node_layouts(settings: Settings, nodes: int | None = None) -> list[NodeLayou
 def find_java_home(settings: Settings) -> Path:
     """Return a JDK 17+ home, or raise with the install command when none is found."""
     candidates: list[Path] = []
-    if settings.java_home:
+    if settings.java_home:  # ESRAG_JAVA_HOME, ES_JAVA_HOME or JAVA_HOME
         candidates.append(settings.java_home)
-    for var in ("ES_JAVA_HOME", "JAVA_HOME"):
-        if os.environ.get(var):
-            candidates.append(Path(os.environ[var]))
     java = shutil.which("java")
     if java:
         candidates.append(Path(os.path.realpath(java)).parent.parent)

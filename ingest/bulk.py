@@ -49,11 +49,12 @@ class BulkWriter:
     """Buffers serialized actions and sends them in requests of at most ``max_bytes``.
 
     Requests that fail as a whole (connection errors, 429, 5xx) and single items that come
-    back 429 or 5xx are retried with exponential backoff; other item errors are final.
+    back 429 or 5xx are retried with exponential backoff, ``max_retries`` times
+    (ESRAG_ES_MAX_RETRIES); other item errors are final.
     """
 
     def __init__(
-        self, client: Elasticsearch, max_bytes: int, *, max_retries: int = 6,
+        self, client: Elasticsearch, max_bytes: int, *, max_retries: int,
         initial_backoff: float = 0.5, max_backoff: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
     ):

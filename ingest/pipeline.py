@@ -38,11 +38,6 @@ from ingest.guards import Limits
 from ingest.sandbox import Sandbox, load_isolated
 from ingest.summary import IngestSummary, ProgressEvent
 
-DOC_BATCH = 64  # documents per hash lookup
-DOC_BATCH_CHARS = 4_000_000  # ... or fewer when they are large
-EMBED_GROUP = 512  # chunks per encode call (the embedder batches inside it)
-QUEUE_BATCHES = 4  # bounded queues: batches in flight between stages
-
 
 @dataclass
 class _Record:
@@ -72,8 +67,8 @@ class _Run:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
-        self.to_embed: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_BATCHES)
-        self.to_write: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_BATCHES)
+        self.to_embed: queue.Queue[Any] = queue.Queue(maxsize=settings.ingest_queue_batches)
+        self.to_write: queue.Queue[Any] = queue.Queue(maxsize=settings.ingest_queue_batches)
         self.counter = HFTokenCounter(embedder.counting_tokenizer)  # chunking runs in the loader thread
         self.model_max = embedder.max_seq_length
         self.started = time.monotonic()
@@ -149,7 +144,8 @@ class _Run:
                         continue
                     batch.append(item)
                     chars += len(item.text)
-                    if len(batch) >= DOC_BATCH or chars >= DOC_BATCH_CHARS:
+                    if (len(batch) >= self.settings.ingest_doc_batch
+                            or chars >= self.settings.ingest_doc_batch_chars):
                         self.prepare(batch)
                         batch, chars = [], 0
             except _Stop:
@@ -227,17 +223,18 @@ class _Run:
     # -- stage 2: embed (the calling thread) -------------------------------------------
     def embed_stage(self) -> None:
         buffer: list[_Record] = []
+        group = self.settings.ingest_embed_group
         while True:
             works = self.get(self.to_embed)
             if works is None:
                 break
             for w in works:  # the writer holds chunk 0 back as the completion marker
                 buffer.extend(_Record(w, i) for i in range(len(w.chunks)))
-            if not works or len(buffer) < EMBED_GROUP:
+            if not works or len(buffer) < group:
                 self.put(self.to_write, ([], None))  # a tick, so progress moves
-            while len(buffer) >= EMBED_GROUP:
-                self.embed(buffer[:EMBED_GROUP])
-                buffer = buffer[EMBED_GROUP:]
+            while len(buffer) >= group:
+                self.embed(buffer[:group])
+                buffer = buffer[group:]
         if buffer:
             self.embed(buffer)
         self.put(self.to_write, None)
@@ -251,6 +248,7 @@ class _Run:
     # -- stage 3: write --------------------------------------------------------------
     def write_stage(self) -> None:
         writer = DocumentWriter(self.client, self.index, self.settings.bulk_max_bytes,
+                                self.settings.es_max_retries,
                                 on_indexed=self.count_indexed, on_deleted=self.count_deleted,
                                 on_failed=self.fail)
         language = self.settings.stem_language

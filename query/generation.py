@@ -118,7 +118,7 @@ class LlamaCppBackend:
 
     name = "local"
 
-    def __init__(self, path: Path, threads: int | None = None, n_ctx: int = 4096):
+    def __init__(self, path: Path, threads: int | None, n_ctx: int):
         try:
             from llama_cpp import Llama
         except ImportError:
