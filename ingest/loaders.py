@@ -150,6 +150,8 @@ def load_markdown(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
 
 def load_html(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
     """An HTML page's main content (boilerplate removed), paragraphs and headings kept."""
+    from lxml.etree import ParserError, XMLSyntaxError
+
     from ingest.html import decode_html, html_to_text
 
     data = path.read_bytes()
@@ -160,6 +162,8 @@ def load_html(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
                                           check=lambda root: check_html_depth(path, root, limits))
     except ValueError as exc:
         raise LoadError(str(path), one_line(exc, 300, typed=False)) from None
+    except (ParserError, XMLSyntaxError) as exc:  # e.g. nothing but a comment: "Document is empty"
+        raise LoadError(str(path), f"not parseable as HTML: {one_line(exc, 300, typed=False)}") from None
     except RecursionError:
         raise LoadError(str(path), "HTML is nested too deeply") from None
     _require_text(path, text)
@@ -217,7 +221,10 @@ def load_docx(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
     import zipfile
 
     import docx
+    from docx.exceptions import PythonDocxError
+    from docx.opc.exceptions import OpcError
     from docx.table import Table
+    from lxml.etree import XMLSyntaxError
 
     from ingest.html import TextBuilder
 
@@ -246,7 +253,8 @@ def load_docx(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
                 out.add_block(text)
         text = out.text()
         title = title or (document.core_properties.title or "")
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, XMLSyntaxError, OpcError,
+            PythonDocxError) as exc:
         raise LoadError(str(path), f"not a valid DOCX file: {one_line(exc, 300, typed=False)}") from None
     _require_text(path, text)
     return _base(path, CONTENT_TYPES[".docx"], title, text, out.headings)
