@@ -17,10 +17,9 @@ STUBBORN = ("import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_
 
 @pytest.fixture()
 def sleeper() -> Iterator[subprocess.Popen]:
-    proc = subprocess.Popen(["sleep", "120"])
-    yield proc
-    proc.kill()
-    proc.wait(timeout=10)
+    with subprocess.Popen(["sleep", "120"]) as proc:  # waited for on exit
+        yield proc
+        proc.kill()
 
 
 def test_a_pid_counts_only_while_its_process_runs_the_marker(
