@@ -257,6 +257,18 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**clean)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "settings"
-        raise ConfigError(f"invalid setting ESRAG_{field.upper()}: {err['msg']}") from None
+        raise _config_error(exc) from None
+
+
+def with_updates(settings: Settings, **updates: object) -> Settings:
+    """A validated copy of ``settings`` with ``updates`` applied; the same one-line errors."""
+    try:
+        return Settings(**{**settings.model_dump(), **updates})
+    except ValidationError as exc:
+        raise _config_error(exc) from None
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or "settings"
+    return ConfigError(f"invalid setting ESRAG_{field.upper()}: {err['msg']}")
