@@ -120,3 +120,10 @@ def test_document_writes_retry_es_max_retries_times(retries: int) -> None:
     writer.flush()
     assert client.requests == retries + 1
     assert failed == [("a", "indexing failed: es_rejected_execution_exception: rejected execution")]
+
+
+def test_the_dashboard_page_polls_at_the_configured_interval() -> None:
+    from dashboard.router import render_page
+
+    assert '"poll_ms": 2000' in render_page(load_settings())
+    assert '"poll_ms": 750' in render_page(load_settings(dashboard_poll_ms=750))
