@@ -125,5 +125,5 @@ def test_document_writes_retry_es_max_retries_times(retries: int) -> None:
 def test_the_dashboard_page_polls_at_the_configured_interval() -> None:
     from dashboard.router import render_page
 
-    assert '"poll_ms": 2000' in render_page(load_settings())
-    assert '"poll_ms": 750' in render_page(load_settings(dashboard_poll_ms=750))
+    assert "&quot;poll_ms&quot;: 2000," in render_page(load_settings())  # HTML-escaped JSON
+    assert "&quot;poll_ms&quot;: 750," in render_page(load_settings(dashboard_poll_ms=750))
