@@ -8,8 +8,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import redis
-
 from esrag import pidfile
 from esrag.errors import EsragError, ServiceUnavailable
 from esrag.settings import Settings
@@ -26,6 +24,8 @@ def _pidfile(settings: Settings) -> Path:
 
 def ping(url: str, timeout: float = 1.0) -> bool:
     """True when a Redis answers PING at ``url``."""
+    import redis  # here, not at the top: `esrag down` stops Redis by its pid, without the client
+
     try:
         client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         return bool(client.ping())

@@ -7,13 +7,14 @@ import sys
 from typing import Any
 
 from esrag import localredis, pidfile
-from esrag.es import make_client
 from esrag.settings import Settings
 from esrag.workerprobe import WorkerProbe
 
 
 def es_report(settings: Settings) -> dict[str, Any]:
     """Health, version and node count of the configured Elasticsearch."""
+    from esrag.es import make_client  # here, not at the top: `esrag down` needs no Elasticsearch client
+
     report: dict[str, Any] = {"url": settings.safe_es_url, "up": False}
     client = make_client(settings, timeout=5)
     try:
