@@ -97,7 +97,6 @@ def child_bare(folders: list[str], sample: int, embedder=None) -> dict:
     from esrag.settings import load_settings
     from ingest.chunking import HFTokenCounter, chunk_document
     from ingest.loaders import load_file
-    from ingest.pipeline import EMBED_GROUP
     from ingest.sources import expand_paths
 
     settings = load_settings()
@@ -118,8 +117,9 @@ def child_bare(folders: list[str], sample: int, embedder=None) -> dict:
         inputs = [inputs[int(i * step)] for i in range(sample)]
     embedder.encode_document(["warm up"] * 8)
     t0, c0 = time.perf_counter(), cpu_seconds()
-    for i in range(0, len(inputs), EMBED_GROUP):
-        embedder.encode_document(inputs[i:i + EMBED_GROUP])
+    group = settings.ingest_embed_group
+    for i in range(0, len(inputs), group):
+        embedder.encode_document(inputs[i:i + group])
     seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     return {
         "chunks_total": total, "chunks_embedded": len(inputs), "seconds": round(seconds, 2),

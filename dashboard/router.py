@@ -18,13 +18,11 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from dashboard.auth import COOKIE, cookie_token, identify_request, require_role
-from dashboard.state import StateReader, one_line
-from esrag.errors import EsragError
+from dashboard.state import StateReader
+from esrag.errors import EsragError, one_line
 from esrag.keys import Principal, Role, identify, keyed
 from esrag.settings import Settings
 from workers.jobstore import JobStore
-
-POLL_MS = 2000
 
 
 @lru_cache(maxsize=4)
@@ -34,7 +32,8 @@ def _asset(name: str) -> str:
 
 def render_page(settings: Settings) -> str:
     """The dashboard page: static HTML shell with its CSS and script inlined."""
-    config = json.dumps({"poll_ms": POLL_MS, "index": settings.index, "queue": settings.queue})
+    config = json.dumps({"poll_ms": settings.dashboard_poll_ms, "index": settings.index,
+                         "queue": settings.queue})
     return (_asset("index.html")
             .replace("/*CSS*/", _asset("dashboard.css"))
             .replace("/*JS*/", _asset("dashboard.js"))

@@ -15,15 +15,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import redis
-from celery import Celery
 from elasticsearch import Elasticsearch
 
 from dashboard.vectors import estimate
 from esrag import querylog
+from esrag.errors import one_line
 from esrag.es import make_client
 from esrag.index import VECTOR_FIELD
 from esrag.redact import redact
 from esrag.settings import Settings
+from esrag.workerprobe import WorkerProbe
 from workers.jobstore import FINAL_STATES, Job, JobStore
 
 MAX_JOBS = 12
@@ -31,12 +32,6 @@ MAX_INDICES = 25
 CHART_BUCKETS = 30
 # kombu's Redis transport keeps prioritised messages in "<queue>\x06\x16<step>" lists
 PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
-
-
-def one_line(exc: BaseException) -> str:
-    """A short one-line description of an exception."""
-    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def guarded(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -70,9 +65,7 @@ class StateReader:
         self.redis = redis.Redis.from_url(settings.redis_url, decode_responses=True,
                                           socket_timeout=3, socket_connect_timeout=1)
         self.es: Elasticsearch = make_client(settings, timeout=3).options(max_retries=0)
-        self.celery = Celery("esrag-dashboard", broker=settings.redis_url)
-        self.celery.conf.broker_connection_retry = False
-        self.celery.conf.broker_connection_max_retries = 0
+        self.probe = WorkerProbe(settings.redis_url, inspect_timeout)
         self._inspect_lock = threading.Lock()
         self._workers_cache: tuple[float, dict[str, Any]] | None = None
         self._task_cache: dict[tuple[str, float | None, int], dict[str, int]] = {}
@@ -83,7 +76,7 @@ class StateReader:
         self._pool.shutdown(wait=False)
         self.redis.close()
         self.es.close()
-        self.celery.close()
+        self.probe.close()
 
     # ---- whole state -------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -150,15 +143,9 @@ class StateReader:
             if cached is not None and time.monotonic() - cached[0] < 1.5:
                 return cached[1]
             self.redis.ping()  # a down broker would make Celery retry; fail fast instead
-            stats = self.celery.control.inspect(timeout=self.inspect_timeout).stats() or {}
+            stats = self.probe.stats()
             names = sorted(stats)
-            active: dict[str, Any] = {}
-            queues: dict[str, Any] = {}
-            if names:
-                probe = self.celery.control.inspect(destination=names, timeout=self.inspect_timeout,
-                                                    limit=len(names))
-                active = probe.active() or {}
-                queues = probe.active_queues() or {}
+            active, queues = self.probe.details(names)
             now = time.time()
             workers = []
             for name in names:

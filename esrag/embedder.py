@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from esrag.errors import ConfigError
+from esrag.libenv import library_switches
 from esrag.models import MODELS, ModelSpec, model_spec
 from esrag.settings import Settings
 from esrag.split_models import split_zip_model_path
@@ -77,8 +78,8 @@ def resolve_model_path(name: str, path: Path | None, cache_dir: Path | None = No
             raise ConfigError(f"model {name} needs the Python package {module.replace('_', '-')}")
         return Path(found.origin).parent / folder
     if spec is not None and spec.split_zip:
-        if cache_dir is None:
-            cache_dir = Settings().cache_dir
+        if cache_dir is None:  # every caller with settings passes settings.cache_dir
+            raise ConfigError(f"model {name} is assembled from split packages: it needs ESRAG_CACHE_DIR")
         return split_zip_model_path(name, cache_dir)
     if spec is not None:
         raise ConfigError(
@@ -94,20 +95,13 @@ def resolve_model_path(name: str, path: Path | None, cache_dir: Path | None = No
 
 def configure_torch(threads: int | None) -> None:
     """Offline hub, and a torch thread count that matches the CPU."""
-    _offline_env()
+    library_switches()
     import torch
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
 
     torch.set_num_threads(threads or _cpus())
-
-
-def _offline_env() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def _cpus() -> int:
@@ -188,7 +182,7 @@ class OnnxEmbedder(Embedder):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        _offline_env()
+        library_switches()
         self.spec = spec
         self.name = spec.name
         self.batch_size = batch_size

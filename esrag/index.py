@@ -15,7 +15,7 @@ from typing import Any
 from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError
 
 from esrag.embedder import ModelInfo
-from esrag.errors import EsragError, ModelMismatch
+from esrag.errors import EsragError, ModelMismatch, es_reason
 from esrag.settings import Settings
 
 SCHEMA_VERSION = 1
@@ -231,20 +231,11 @@ def delete_matching(
                 deleted += 1
             elif info.get("status") != 404:
                 failed.append(f"{info.get('_id')}: HTTP {info.get('status')} "
-                              f"{one_line_error(info.get('error'))}")
+                              f"{es_reason(info.get('error'))}")
     except ApiError as exc:
         error = exc.body.get("error") if isinstance(exc.body, dict) else exc
         raise EsragError(f"deleting from index {index} failed after {deleted} deletes: HTTP "
-                         f"{exc.meta.status} {one_line_error(error)}") from None
+                         f"{exc.meta.status} {es_reason(error)}") from None
     if failed:
         raise EsragError(f"{len(failed)} deletes failed in index {index}, first: {failed[0]}")
     return deleted
-
-
-def one_line_error(error: Any) -> str:
-    """An Elasticsearch error object (or anything) as one short line."""
-    if isinstance(error, dict):
-        text = f"{error.get('type', 'error')}: {error.get('reason', '')}"
-    else:
-        text = str(error)
-    return " ".join(text.split())[:300]

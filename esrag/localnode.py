@@ -23,6 +23,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from esrag import pidfile
 from esrag.errors import EsragError, ServiceUnavailable
 from esrag.settings import Settings
 
@@ -78,11 +79,8 @@ def node_layouts(settings: Settings, nodes: int | None = None) -> list[NodeLayou
 def find_java_home(settings: Settings) -> Path:
     """Return a JDK 17+ home, or raise with the install command when none is found."""
     candidates: list[Path] = []
-    if settings.java_home:
+    if settings.java_home:  # ESRAG_JAVA_HOME, ES_JAVA_HOME or JAVA_HOME
         candidates.append(settings.java_home)
-    for var in ("ES_JAVA_HOME", "JAVA_HOME"):
-        if os.environ.get(var):
-            candidates.append(Path(os.environ[var]))
     java = shutil.which("java")
     if java:
         candidates.append(Path(os.path.realpath(java)).parent.parent)
@@ -244,16 +242,7 @@ def write_node_config(
 
 def read_pid(node: NodeLayout) -> int | None:
     """The pid of a running node, or None (a stale pidfile is ignored)."""
-    try:
-        pid = int(node.pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    # after a reboot or a crash the pid may belong to another program by now
-    return pid if b"elasticsearch" in cmdline else None
+    return pidfile.read_pid(node.pidfile, b"elasticsearch")
 
 
 def _port_in_use(port: int) -> bool:
@@ -400,14 +389,7 @@ def stop_node(node: NodeLayout, timeout: float = 60.0) -> bool:
     pid = read_pid(node)
     if pid is None:
         return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if read_pid(node) is None:
-            break
-        time.sleep(0.2)
-    else:
-        os.kill(pid, signal.SIGKILL)
+    pidfile.terminate(pid, lambda: read_pid(node) is not None, timeout, poll=0.2)
     node.pidfile.unlink(missing_ok=True)
     return True
 
@@ -430,8 +412,7 @@ def stop_nodes(settings: Settings, timeout: float = 60.0) -> list[str]:
         while read_pid(node) is not None and time.monotonic() < deadline:
             time.sleep(0.2)
         if read_pid(node) is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            pidfile.kill(pid)
         node.pidfile.unlink(missing_ok=True)
         messages.append(f"Elasticsearch {node.name} stopped")
     return messages or ["Elasticsearch was not running"]
@@ -441,7 +422,7 @@ def kill_node(node: NodeLayout) -> None:
     """SIGKILL one node (failure tests)."""
     pid = read_pid(node)
     if pid is not None:
-        os.kill(pid, signal.SIGKILL)
+        pidfile.kill(pid)
         for _ in range(100):
             if read_pid(node) is None:
                 break

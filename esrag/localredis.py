@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
+from esrag import pidfile
 from esrag.errors import EsragError, ServiceUnavailable
 from esrag.settings import Settings
 
@@ -75,13 +75,8 @@ def start(settings: Settings) -> str:
 
 
 def read_pid(settings: Settings) -> int | None:
-    """The pid of the Redis esrag started, or None."""
-    try:
-        pid = int(_pidfile(settings).read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return None
-    return pid if b"redis-server" in cmdline else None  # a stale pid may be another program's
+    """The pid of the Redis esrag started, or None (a stale pid may be another program's)."""
+    return pidfile.read_pid(_pidfile(settings), b"redis-server")
 
 
 def stop(settings: Settings) -> str:
@@ -89,10 +84,6 @@ def stop(settings: Settings) -> str:
     pid = read_pid(settings)
     if pid is None:
         return "Redis (started by esrag) was not running"
-    os.kill(pid, signal.SIGTERM)
-    for _ in range(100):
-        if read_pid(settings) is None:
-            return "Redis stopped"
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
+    if pidfile.terminate(pid, lambda: read_pid(settings) is not None, timeout=10.0):
+        return "Redis stopped"
     return "Redis killed after 10s"

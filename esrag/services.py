@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
-from esrag import localredis
+from esrag import localredis, pidfile
 from esrag.settings import Settings
+from esrag.workerprobe import WorkerProbe
 
 
 def es_report(settings: Settings) -> dict[str, Any]:
@@ -44,15 +41,11 @@ def workers_report(settings: Settings, timeout: float = 1.0) -> list[dict[str, A
     """Celery workers answering on the broker, with their pool size."""
     if not localredis.ping(settings.redis_url):
         return []
-    from celery import Celery
-
-    probe = Celery(broker=settings.redis_url)
-    try:
-        stats = probe.control.inspect(timeout=timeout).stats() or {}
-    except Exception:
-        return []
-    finally:
-        probe.close()
+    with WorkerProbe(settings.redis_url, timeout) as probe:
+        try:
+            stats = probe.stats()
+        except Exception:  # the broker went away between the ping and the broadcast
+            return []
     return [
         {"name": name, "concurrency": s.get("pool", {}).get("max-concurrency"), "pid": s.get("pid")}
         for name, s in sorted(stats.items())
@@ -68,54 +61,32 @@ def status_report(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), or None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rpartition(")")[2].split()  # the command name may hold spaces and parentheses
-    return fields[19] if len(fields) > 19 else None
-
-
-def _is_worker(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return b"esrag.cli\0worker" in cmdline  # empty for a zombie
+WORKER_MARKER = b"esrag.cli\0worker"  # in the command line of the worker `esrag up --worker` starts
 
 
 def read_worker_pid(settings: Settings) -> int | None:
     """The pid of the background worker `esrag up --worker` started, or None.
 
     worker.pid holds "PID START_TIME"; the pid counts only while a process with that pid
-    and start time runs `esrag worker`: after a crash or a reboot the pid may be another
-    program's by now, and that one must be neither signalled nor taken for the worker.
+    and start time runs `esrag worker` (esrag/pidfile.py).
     """
-    try:
-        pid_text, _, started = (settings.state_dir / "worker.pid").read_text().strip().partition(" ")
-        pid = int(pid_text)
-    except (OSError, ValueError):
-        return None
-    if started and _start_time(pid) != started:
-        return None
-    return pid if _is_worker(pid) else None
+    return pidfile.read_pid(settings.state_dir / "worker.pid", WORKER_MARKER)
 
 
 def start_background_worker(settings: Settings) -> str:
     """Start `esrag worker` detached, logging to state_dir/worker.log."""
-    pidfile = settings.state_dir / "worker.pid"
+    path = settings.state_dir / "worker.pid"
     running = read_worker_pid(settings)
     if running is not None:
         return f"worker already running (pid {running})"
-    pidfile.unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
     log = open(settings.state_dir / "worker.log", "ab")  # noqa: SIM115 (owned by the child)
     proc = subprocess.Popen(
         [sys.executable, "-m", "esrag.cli", "worker"],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
     )
-    pidfile.write_text(f"{proc.pid} {_start_time(proc.pid) or ''}".strip())
+    pidfile.await_exec(proc.pid, WORKER_MARKER)
+    pidfile.write_pid(path, proc.pid)
     return f"worker started (pid {proc.pid}, log {settings.state_dir / 'worker.log'})"
 
 
@@ -124,22 +95,13 @@ def stop_background_worker(settings: Settings) -> str:
 
     A pid in worker.pid that is not that worker (see read_worker_pid) is left alone.
     """
-    pidfile = settings.state_dir / "worker.pid"
-    if not pidfile.exists():
+    path = settings.state_dir / "worker.pid"
+    if not path.exists():
         return "no background worker"
     pid = read_worker_pid(settings)
     if pid is None:
-        pidfile.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
         return "no background worker (worker.pid was stale; its pid is not the worker esrag started)"
-    try:
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(300):
-            if read_worker_pid(settings) is None:
-                break
-            time.sleep(0.1)
-        else:
-            os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    pidfile.unlink(missing_ok=True)
+    pidfile.terminate(pid, lambda: read_worker_pid(settings) is not None, timeout=30.0)
+    path.unlink(missing_ok=True)
     return "worker stopped"

@@ -8,12 +8,16 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from esrag.errors import ConfigError
 from esrag.redact import redact, redact_url
 
+# The most chunks one retrieval returns (the engine's bound: evaluation retrieves 300 per query;
+# an HTTP request is held to ESRAG_SEARCH_REQUEST_MAX below it).
+MAX_K = 1000
+INDEX_NAME_PATTERN = r"^[a-z0-9][a-z0-9_\-]*$"  # an index alias: ESRAG_INDEX, --index, a job's index
 VectorIndexType = Literal["int8_hnsw", "bbq_hnsw", "hnsw", "int4_hnsw", "flat", "int8_flat"]
 
 
@@ -32,7 +36,7 @@ def _default_cache_dir() -> Path:
 class Settings(BaseSettings):
     """All esrag settings. Each field is read from ``ESRAG_<NAME>`` (case-insensitive)."""
 
-    model_config = SettingsConfigDict(env_prefix="ESRAG_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="ESRAG_", extra="ignore", populate_by_name=True)
 
     # Elasticsearch connection
     es_url: str = "http://127.0.0.1:9200"
@@ -48,7 +52,7 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
 
     # Index contract
-    index: str = Field("esrag", pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    index: str = Field("esrag", pattern=INDEX_NAME_PATTERN)
     shards: int = Field(1, ge=1)
     replicas: int = Field(0, ge=0)
     vector_index_type: VectorIndexType = "int8_hnsw"
@@ -75,6 +79,15 @@ class Settings(BaseSettings):
     id_scope: Literal["file", "global"] = "file"  # .jsonl ids: per file, or one document index-wide
     refresh_off_after_chunks: int = Field(2000, ge=1)  # a load this large runs with refresh_interval -1
     refresh_pause_lease: float = Field(300.0, ge=10)  # seconds a crashed load's refresh pause outlives it
+
+    # Ingest pipeline stages (ingest/pipeline.py) and the re-embedding copy (ingest/reindex.py)
+    ingest_doc_batch: int = Field(64, ge=1)  # documents per stored-hash lookup
+    ingest_doc_batch_chars: int = Field(4_000_000, ge=1)  # ... or fewer documents when they are large
+    ingest_embed_group: int = Field(512, ge=1)  # chunks per encode call (the embedder batches inside it)
+    ingest_queue_batches: int = Field(4, ge=1)  # batches in flight between two stages (bounds memory)
+    reindex_batch_size: int = Field(256, ge=1)  # chunks re-embedded per scroll page
+    # how long Elasticsearch keeps the reindex scroll between two pages (one page is embedded in between)
+    reindex_scroll_keepalive: str = Field("10m", pattern=r"^[1-9]\d*(ms|s|m|h)$")
 
     # Per-document budgets against hostile files (ingest/guards.py, ingest/sandbox.py)
     parse_timeout: float = Field(120.0, ge=0)  # seconds per file in the parse sandbox; 0: parse in-process
@@ -151,7 +164,9 @@ class Settings(BaseSettings):
     api_key_file: Path | None = None  # scoped keys (`esrag keys`); default: <state_dir>/api-keys.json
     documents_max_page: int = Field(200, ge=1, le=10_000)  # chunks per page of /v1/documents/{id}
     rerank_request_max: int = Field(50, ge=1, le=1000)  # the largest k a request may have reranked
+    search_request_max: int = Field(100, ge=1, le=MAX_K)  # the largest k of a POST /v1/search request
     ingest_max_files: int = Field(10_000, ge=1)  # files one HTTP ingest job may expand to
+    dashboard_poll_ms: int = Field(2000, ge=250, le=60_000)  # how often the dashboard page polls its state
 
     # Local services (`esrag up`)
     state_dir: Path = Field(default_factory=_default_state_dir)
@@ -160,7 +175,9 @@ class Settings(BaseSettings):
     es_heap: str = Field("1g", pattern=r"^\d+[mg]$")
     es_nodes: int = Field(1, ge=1, le=9)
     es_start_timeout: float = Field(180.0, gt=0)
-    java_home: Path | None = None
+    # a JDK for the local node: ESRAG_JAVA_HOME, else ES_JAVA_HOME, else JAVA_HOME (esrag/localnode.py)
+    java_home: Path | None = Field(
+        None, validation_alias=AliasChoices("esrag_java_home", "es_java_home", "java_home"))
     es_user: str = "esrag"
 
     @field_validator("es_url", "redis_url")
@@ -240,6 +257,18 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**clean)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "settings"
-        raise ConfigError(f"invalid setting ESRAG_{field.upper()}: {err['msg']}") from None
+        raise _config_error(exc) from None
+
+
+def with_updates(settings: Settings, **updates: object) -> Settings:
+    """A validated copy of ``settings`` with ``updates`` applied; the same one-line errors."""
+    try:
+        return Settings(**{**settings.model_dump(), **updates})
+    except ValidationError as exc:
+        raise _config_error(exc) from None
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or "settings"
+    return ConfigError(f"invalid setting ESRAG_{field.upper()}: {err['msg']}")

@@ -10,7 +10,7 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
-from esrag.errors import ServiceUnavailable
+from esrag.errors import ServiceUnavailable, es_reason
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -30,7 +30,7 @@ def check_block(index: str, error: Any) -> None:
             "its data nodes, then reset the block with PUT _all/_settings "
             '{"index.blocks.read_only_allow_delete": null}; nothing was lost, run again to continue'
         )
-    raise WriteBlocked(f"Elasticsearch refuses writes to index {index}: {_reason(error)}; remove the block "
+    raise WriteBlocked(f"Elasticsearch refuses writes to index {index}: {es_reason(error)}; remove the block "
                        "(PUT <index>/_settings), then run again")
 
 
@@ -45,25 +45,16 @@ class Outcome:
     error: str | None = None
 
 
-def _reason(error: Any) -> str:
-    if isinstance(error, dict):
-        text = f"{error.get('type', 'error')}: {error.get('reason', '')}"
-        cause = error.get("caused_by")
-        if isinstance(cause, dict) and cause.get("reason"):
-            text += f" ({cause.get('reason')})"
-        return " ".join(text.split())[:300]
-    return " ".join(str(error).split())[:300]
-
-
 class BulkWriter:
     """Buffers serialized actions and sends them in requests of at most ``max_bytes``.
 
     Requests that fail as a whole (connection errors, 429, 5xx) and single items that come
-    back 429 or 5xx are retried with exponential backoff; other item errors are final.
+    back 429 or 5xx are retried with exponential backoff, ``max_retries`` times
+    (ESRAG_ES_MAX_RETRIES); other item errors are final.
     """
 
     def __init__(
-        self, client: Elasticsearch, max_bytes: int, *, max_retries: int = 6,
+        self, client: Elasticsearch, max_bytes: int, *, max_retries: int,
         initial_backoff: float = 0.5, max_backoff: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -129,7 +120,7 @@ class BulkWriter:
                     ) from None
                 for i in pending:
                     results[i] = Outcome(batch[i][2], batch[i][1], False, status, f"bulk request failed: "
-                                         f"HTTP {status} {_reason(exc.body if exc.body else exc)}")
+                                         f"HTTP {status} {es_reason(exc.body if exc.body else exc)}")
                 break
             except TransportError as exc:  # connection refused/reset, timeouts
                 if attempt < self.max_retries:
@@ -152,7 +143,7 @@ class BulkWriter:
                 elif status in RETRY_STATUS and attempt < self.max_retries:
                     retry.append(i)
                 else:
-                    results[i] = Outcome(batch[i][2], op, False, status, _reason(info.get("error")))
+                    results[i] = Outcome(batch[i][2], op, False, status, es_reason(info.get("error")))
             pending = retry
             if pending:
                 self._backoff(attempt)

@@ -55,11 +55,11 @@ class DocumentWriter:
     ``on_failed(label, error)`` reports a document whose write failed (once).
     """
 
-    def __init__(self, client: Elasticsearch, index: str, max_bytes: int, *,
+    def __init__(self, client: Elasticsearch, index: str, max_bytes: int, max_retries: int, *,
                  on_indexed: Callable[[int], None], on_deleted: Callable[[int], None],
                  on_failed: Callable[[str, str], None]):
         self.index = index
-        self.bulk = BulkWriter(client, max_bytes)
+        self.bulk = BulkWriter(client, max_bytes, max_retries=max_retries)
         self.on_indexed = on_indexed
         self.on_deleted = on_deleted
         self.on_failed = on_failed

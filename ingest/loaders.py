@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from esrag.errors import one_line
 from ingest.documents import Document, Heading, LoadError, path_doc_id
 from ingest.guards import DEFAULT_LIMITS, Limits, check_html_depth, check_pdf_pages, check_text, check_zip
 
@@ -42,11 +43,6 @@ _RESERVED_JSONL_KEYS = ("id", "_id", "text", "title")
 
 def _mtime(path: Path) -> str:
     return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).isoformat()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:300]
 
 
 def check_size(path: Path, max_bytes: int) -> int:
@@ -154,6 +150,8 @@ def load_markdown(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
 
 def load_html(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
     """An HTML page's main content (boilerplate removed), paragraphs and headings kept."""
+    from lxml.etree import ParserError, XMLSyntaxError
+
     from ingest.html import decode_html, html_to_text
 
     data = path.read_bytes()
@@ -163,7 +161,9 @@ def load_html(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
         title, text, heads = html_to_text(decode_html(data),
                                           check=lambda root: check_html_depth(path, root, limits))
     except ValueError as exc:
-        raise LoadError(str(path), _one_line(exc)) from None
+        raise LoadError(str(path), one_line(exc, 300, typed=False)) from None
+    except (ParserError, XMLSyntaxError) as exc:  # e.g. nothing but a comment: "Document is empty"
+        raise LoadError(str(path), f"not parseable as HTML: {one_line(exc, 300, typed=False)}") from None
     except RecursionError:
         raise LoadError(str(path), "HTML is nested too deeply") from None
     _require_text(path, text)
@@ -205,12 +205,12 @@ def load_pdf(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
             raise
         except LimitReachedError as exc:
             raise LoadError(str(path), f"PDF over a decoding limit (a PDF bomb? ESRAG_MAX_PDF_STREAM_BYTES): "
-                                       f"{_one_line(exc)}") from None
+                                       f"{one_line(exc, 300, typed=False)}") from None
         except FileNotDecryptedError:
             raise LoadError(str(path), "encrypted PDF (a password is needed)") from None
         except (PyPdfError, PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError,
                 RecursionError, ZeroDivisionError, IndexError) as exc:
-            raise LoadError(str(path), f"corrupt PDF: {_one_line(exc)}") from None
+            raise LoadError(str(path), f"corrupt PDF: {one_line(exc, 300, typed=False)}") from None
     text = "\n\n".join(p for p in pages if p)
     _require_text(path, text)
     return _base(path, "application/pdf", str(meta_title).strip(), text, [])
@@ -221,7 +221,10 @@ def load_docx(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
     import zipfile
 
     import docx
+    from docx.exceptions import PythonDocxError
+    from docx.opc.exceptions import OpcError
     from docx.table import Table
+    from lxml.etree import XMLSyntaxError
 
     from ingest.html import TextBuilder
 
@@ -250,8 +253,9 @@ def load_docx(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
                 out.add_block(text)
         text = out.text()
         title = title or (document.core_properties.title or "")
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise LoadError(str(path), f"not a valid DOCX file: {_one_line(exc)}") from None
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, XMLSyntaxError, OpcError,
+            PythonDocxError) as exc:
+        raise LoadError(str(path), f"not a valid DOCX file: {one_line(exc, 300, typed=False)}") from None
     _require_text(path, text)
     return _base(path, CONTENT_TYPES[".docx"], title, text, out.headings)
 
@@ -333,9 +337,9 @@ def load_file(
     except LoadError as exc:
         yield exc
     except OSError as exc:
-        yield LoadError(str(path), f"cannot read: {exc.strerror or _one_line(exc)}")
+        yield LoadError(str(path), f"cannot read: {exc.strerror or one_line(exc, 300, typed=False)}")
     except MemoryError:  # the sandbox reports its memory budget
         raise
     except Exception as exc:  # a parser failing on hostile input (zlib, XML, ...) fails this file only
         yield LoadError(str(path), f"cannot parse {suffix.lstrip('.') or 'file'}: "
-                                   f"{type(exc).__name__}: {_one_line(exc)}"[:400])
+                                   f"{one_line(exc, 300)}"[:400])

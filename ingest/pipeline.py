@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import numpy as np
 from elasticsearch import Elasticsearch, NotFoundError
 
 from esrag.embedder import Embedder, get_embedder
-from esrag.errors import EsragError
+from esrag.errors import EsragError, one_line
 from esrag.es import cluster_health, make_client
 from esrag.index import alias_target, delete_matching, ensure_index
 from esrag.refresh import RefreshPause
@@ -36,57 +36,7 @@ from ingest.documents import Document, LoadError, chunk_hash, chunk_id, chunk_pr
 from ingest.docwrite import DocumentWrite, DocumentWriter
 from ingest.guards import Limits
 from ingest.sandbox import Sandbox, load_isolated
-
-DOC_BATCH = 64  # documents per hash lookup
-DOC_BATCH_CHARS = 4_000_000  # ... or fewer when they are large
-EMBED_GROUP = 512  # chunks per encode call (the embedder batches inside it)
-QUEUE_BATCHES = 4  # bounded queues: batches in flight between stages
-
-
-@dataclass
-class IngestSummary:
-    """Counts of one ingest; ``failed`` lists {"source", "error"} for each failure."""
-
-    documents: int = 0
-    chunks: int = 0
-    indexed: int = 0
-    skipped_unchanged: int = 0
-    deleted: int = 0
-    failed: list[dict[str, str]] = field(default_factory=list)
-    embedded: int = 0
-    seconds: float = 0.0
-    index: str = ""
-    deleted_sources: list[str] | None = None  # with --sync: sources gone from disk, their chunks deleted
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON summary of `esrag ingest --json`."""
-        out = asdict(self)
-        if self.deleted_sources is None:
-            del out["deleted_sources"]
-        out["seconds"] = round(self.seconds, 3)
-        return out
-
-    def merge(self, other: IngestSummary) -> None:
-        """Add ``other``'s counts, failures and time to this summary."""
-        for name in ("documents", "chunks", "indexed", "skipped_unchanged", "deleted", "embedded"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.failed.extend(other.failed)
-        self.seconds += other.seconds
-        self.index = self.index or other.index
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    """A snapshot of an ingest in progress."""
-
-    files_done: int
-    files_total: int
-    documents: int
-    chunks: int
-    indexed: int
-    skipped_unchanged: int
-    failed: int
-    elapsed: float
+from ingest.summary import IngestSummary, ProgressEvent
 
 
 @dataclass
@@ -117,8 +67,8 @@ class _Run:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
-        self.to_embed: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_BATCHES)
-        self.to_write: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_BATCHES)
+        self.to_embed: queue.Queue[Any] = queue.Queue(maxsize=settings.ingest_queue_batches)
+        self.to_write: queue.Queue[Any] = queue.Queue(maxsize=settings.ingest_queue_batches)
         self.counter = HFTokenCounter(embedder.counting_tokenizer)  # chunking runs in the loader thread
         self.model_max = embedder.max_seq_length
         self.started = time.monotonic()
@@ -194,14 +144,14 @@ class _Run:
                         continue
                     batch.append(item)
                     chars += len(item.text)
-                    if len(batch) >= DOC_BATCH or chars >= DOC_BATCH_CHARS:
+                    if (len(batch) >= self.settings.ingest_doc_batch
+                            or chars >= self.settings.ingest_doc_batch_chars):
                         self.prepare(batch)
                         batch, chars = [], 0
             except _Stop:
                 raise
             except Exception as exc:  # a parser crashing on odd input fails that file only
-                self.fail_and_remove(str(path), f"cannot load: {type(exc).__name__}: "
-                                     f"{' '.join(str(exc).split())[:200]}", source=str(path.resolve()))
+                self.fail_and_remove(str(path), f"cannot load: {one_line(exc)}", source=str(path.resolve()))
             self.files_done += 1
         if batch:
             self.prepare(batch)
@@ -273,17 +223,18 @@ class _Run:
     # -- stage 2: embed (the calling thread) -------------------------------------------
     def embed_stage(self) -> None:
         buffer: list[_Record] = []
+        group = self.settings.ingest_embed_group
         while True:
             works = self.get(self.to_embed)
             if works is None:
                 break
             for w in works:  # the writer holds chunk 0 back as the completion marker
                 buffer.extend(_Record(w, i) for i in range(len(w.chunks)))
-            if not works or len(buffer) < EMBED_GROUP:
+            if not works or len(buffer) < group:
                 self.put(self.to_write, ([], None))  # a tick, so progress moves
-            while len(buffer) >= EMBED_GROUP:
-                self.embed(buffer[:EMBED_GROUP])
-                buffer = buffer[EMBED_GROUP:]
+            while len(buffer) >= group:
+                self.embed(buffer[:group])
+                buffer = buffer[group:]
         if buffer:
             self.embed(buffer)
         self.put(self.to_write, None)
@@ -297,6 +248,7 @@ class _Run:
     # -- stage 3: write --------------------------------------------------------------
     def write_stage(self) -> None:
         writer = DocumentWriter(self.client, self.index, self.settings.bulk_max_bytes,
+                                self.settings.es_max_retries,
                                 on_indexed=self.count_indexed, on_deleted=self.count_deleted,
                                 on_failed=self.fail)
         language = self.settings.stem_language

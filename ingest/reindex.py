@@ -33,8 +33,6 @@ from esrag.settings import Settings, load_settings
 from ingest.bulk import BulkWriter
 from ingest.chunking import context_line
 
-SCROLL_KEEPALIVE = "10m"  # one batch is embedded between two scroll pages
-
 
 @dataclass
 class ReindexSummary:
@@ -65,11 +63,11 @@ def embed_input(src: dict[str, Any]) -> str:
     return f"{ctx}\n{text}" if ctx else text
 
 
-def _batches(client: Elasticsearch, index: str, size: int) -> Iterator[list[dict[str, Any]]]:
+def _batches(client: Elasticsearch, index: str, size: int, keepalive: str) -> Iterator[list[dict[str, Any]]]:
     """The index's documents without their vectors, ``size`` at a time (scroll snapshot)."""
     batch: list[dict[str, Any]] = []
     body = {"query": {"match_all": {}}, "_source": {"excludes": [VECTOR_FIELD]}, "seq_no_primary_term": True}
-    for hit in scan_all(client, index, body, size=size, scroll=SCROLL_KEEPALIVE, what="the reindex copy"):
+    for hit in scan_all(client, index, body, size=size, scroll=keepalive, what="the reindex copy"):
         batch.append(hit)
         if len(batch) >= size:
             yield batch
@@ -113,14 +111,14 @@ def copy_reembedded(
 
     ``prints`` receives the fingerprint of each copied document (see ``fingerprints``).
     """
-    writer = BulkWriter(client, settings.bulk_max_bytes)
+    writer = BulkWriter(client, settings.bulk_max_bytes, max_retries=settings.es_max_retries)
     failed: list[str] = []
     done = 0
 
     def note(outcomes: list[Any]) -> None:
         failed.extend(f"{o.key}: {o.error}" for o in outcomes if not o.ok)
 
-    for batch in _batches(client, old, batch_size):
+    for batch in _batches(client, old, batch_size, settings.reindex_scroll_keepalive):
         vectors = embedder.encode_document([embed_input(h["_source"]) for h in batch])
         for hit, vec in zip(batch, vectors, strict=True):
             if prints is not None:
@@ -142,7 +140,7 @@ def copy_reembedded(
 
 def reindex(
     settings: Settings, model: str, model_path: Path | None = None, *, delete_old: bool = False,
-    batch_size: int = 256, progress: Callable[[int, int], None] | None = None,
+    batch_size: int | None = None, progress: Callable[[int, int], None] | None = None,
 ) -> ReindexSummary:
     """Rebuild ``settings.index`` with ``model`` into a new index and swap the alias to it.
 
@@ -176,7 +174,8 @@ def reindex(
         copied_prints: dict[str, int] = {}
         with RefreshPause(client, new, lease=settings.refresh_pause_lease) as pause:
             pause.pause()
-            copied = copy_reembedded(client, settings, embedder, old, new, batch_size=batch_size,
+            copied = copy_reembedded(client, settings, embedder, old, new,
+                                     batch_size=batch_size or settings.reindex_batch_size,
                                      progress=tick, prints=copied_prints, pause=pause)
         changed = changed_documents(copied_prints, fingerprints(client, old))
         if changed:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from esrag.errors import one_line
 from ingest.documents import Document, LoadError
 from ingest.guards import Limits
 from ingest.loaders import load_file
@@ -136,8 +137,7 @@ def _serve(memory_bytes: int) -> None:
             out = [LoadError(raw_path, f"parsing needed more than the memory budget of "
                                        f"{memory_bytes // (1024 * 1024)} MB (ESRAG_PARSE_MEMORY_MB)")]
         except Exception as exc:  # a parser bug on odd input fails that file only
-            reason = " ".join(str(exc).split())[:200]
-            out = [LoadError(raw_path, f"cannot load: {type(exc).__name__}: {reason}")]
+            out = [LoadError(raw_path, f"cannot load: {one_line(exc)}")]
         # LoadError does not pickle (two-argument constructor): send (source, message) tuples
         _send(stdout, [(o.source, o.message) if isinstance(o, LoadError) else o for o in out])
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -23,9 +22,9 @@ IndexOpt = Annotated[str | None, typer.Option("--index", help="index alias (defa
 
 def _quiet_models() -> None:
     """No model-loading progress bars or warnings on the terminal (without importing transformers)."""
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TQDM_DISABLE", "1")
+    from esrag.libenv import library_switches
+
+    library_switches(quiet=True)
 
 
 def search_cmd(

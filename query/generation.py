@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from esrag.errors import ConfigError, EsragError, ServiceUnavailable
+from esrag.errors import ConfigError, EsragError, ServiceUnavailable, squash
 from esrag.settings import Settings
 from query.citations import NOT_FOUND, CitationParser, ReasoningFilter, build_messages, to_citation
 from query.context import estimate_tokens, pack
@@ -102,8 +102,14 @@ class OpenAIBackend:
                     data = line[5:].strip()
                     if data == "[DONE]":
                         break
-                    choices = json.loads(data).get("choices") or [{}]
-                    piece = (choices[0].get("delta") or {}).get("content")
+                    try:
+                        choices = json.loads(data).get("choices") or [{}]
+                        piece = (choices[0].get("delta") or {}).get("content")
+                        if piece is not None and not isinstance(piece, str):
+                            raise TypeError("content is not text")
+                    except (ValueError, AttributeError, TypeError, IndexError):
+                        raise EsragError(f"LLM at {self.url} sent a malformed stream event: "
+                                         f"{squash(data, 80)!r}") from None
                     if piece:
                         yield piece
         except httpx.TransportError as exc:
@@ -119,7 +125,7 @@ class LlamaCppBackend:
 
     name = "local"
 
-    def __init__(self, path: Path, threads: int | None = None, n_ctx: int = 4096):
+    def __init__(self, path: Path, threads: int | None, n_ctx: int):
         try:
             from llama_cpp import Llama
         except ImportError:

@@ -13,7 +13,7 @@ from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError
 from esrag.errors import EsragError, ModelMismatch, ServiceUnavailable
 from esrag.es import check_shards, make_client, scan_all
 from esrag.index import STEMMED_FIELD, TEXT_FIELD, VECTOR_FIELD, alias_target, check_model, index_meta
-from esrag.settings import Settings
+from esrag.settings import MAX_K, Settings
 from esrag.stemming import query_terms, stem_text
 from query import fusion
 from query.filters import filter_clauses
@@ -30,7 +30,6 @@ SOURCE_FIELDS = [
 BM25_FIELDS = [f"{TEXT_FIELD}^1.0", "title^2.0", "headings^1.5"]
 STEMMED_BOOST = 1.0
 INDEX_CACHE_SECONDS = 10.0
-MAX_K = 1000
 
 
 class IndexMissing(EsragError):

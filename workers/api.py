@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from esrag.errors import EsragError
 from esrag.keys import principal_of
-from esrag.settings import Settings
+from esrag.settings import INDEX_NAME_PATTERN, Settings
 from workers.jobstore import JobAccess, JobStore
 
 
@@ -29,7 +29,7 @@ class IngestRequest(BaseModel):
     """Sources to ingest: paths under the allowed roots (absolute, or relative to the first root)."""
 
     paths: list[str] = Field(min_length=1, max_length=1000)
-    index: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_\-]*$", max_length=100)
+    index: str | None = Field(None, pattern=INDEX_NAME_PATTERN, max_length=100)
     sync: bool = Field(False, description="also delete documents whose file under a given folder is gone")
 
 

@@ -148,25 +148,18 @@ def wait_for_job(store: JobStore, job_id: str, *, show_progress: bool, timeout: 
 
 def workers_online(settings: Settings, timeout: float = 1.0) -> bool:
     """True when some worker consumes ``settings.queue``."""
-    from celery import Celery
+    from esrag.workerprobe import WorkerProbe
 
-    probe = Celery(broker=settings.redis_url)
-    try:
-        probe.conf.broker_connection_retry_on_startup = False
-        probe.conf.broker_connection_max_retries = 0
-        active = probe.control.inspect(timeout=timeout).active_queues() or {}
-    except Exception:  # Redis down or no answer: no workers to hand the job to
-        return False
-    finally:
-        probe.close()
-    return any(q.get("name") == settings.queue for queues in active.values() for q in queues)
+    with WorkerProbe(settings.redis_url, timeout) as probe:
+        return probe.consumes(settings.queue)
 
 
 def job_summary(j: Job) -> dict[str, object]:
     """A finished job in the shape of the in-process ingest summary."""
+    from ingest.summary import COUNTERS
+
     d = j.to_dict()
-    keys = ("documents", "chunks", "indexed", "skipped_unchanged", "deleted", "embedded")
-    return {"job": j.id, **{k: d[k] for k in keys}, "failed": d["failed"], "index": j.index,
+    return {"job": j.id, **{k: d[k] for k in COUNTERS}, "failed": d["failed"], "index": j.index,
             "status": j.status, "seconds": round((j.finished or time.time()) - j.created, 3)}
 
 

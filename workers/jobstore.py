@@ -31,8 +31,8 @@ from redis.retry import Retry
 
 from esrag.errors import ServiceUnavailable
 from esrag.settings import Settings
+from ingest.summary import COUNTERS
 
-COUNTERS = ("documents", "chunks", "indexed", "skipped_unchanged", "deleted", "embedded")
 FINAL_STATES = ("completed", "completed_with_failures", "canceled")
 
 

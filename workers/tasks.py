@@ -14,10 +14,11 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded
 from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, TransportError
 
 from esrag.embedder import get_embedder
-from esrag.errors import EsragError, ServiceUnavailable
+from esrag.errors import EsragError, ServiceUnavailable, one_line
 from esrag.settings import Settings, load_settings
+from ingest.summary import COUNTERS
 from workers.app import TASK_NAME
-from workers.jobstore import COUNTERS, JobStore
+from workers.jobstore import JobStore
 from workers.leases import Heartbeat, Leases
 
 TRANSIENT = (ConnectionError, ConnectionTimeout, TransportError, ServiceUnavailable,
@@ -95,7 +96,7 @@ def _run(self, store: JobStore, settings: Settings, job_id: str, task_id: str,  
     except (Retry, SoftTimeLimitExceeded):
         raise
     except Exception as exc:  # decide: retry transient failures, fail the task otherwise
-        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}".strip()
+        reason = one_line(exc)
         if _transient(exc) and self.request.retries < settings.task_max_retries:
             leases.release(job_id, task_id, token, state="retrying")
             raise self.retry(exc=exc, countdown=backoff(self.request.retries,

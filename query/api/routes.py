@@ -38,6 +38,10 @@ health_router = APIRouter(tags=["health"])
 def search(body: SearchRequest, request: Request, settings: SettingsDep, client: ClientDep) -> dict:
     """Ranked chunks for a query (bm25, dense or hybrid), filtered, optionally reranked."""
     request.state.mode = body.mode
+    if body.k > settings.search_request_max:
+        raise HTTPException(status_code=422, detail=[{
+            "loc": ["body", "k"], "type": "less_than_equal",
+            "msg": f"k is at most {settings.search_request_max} (ESRAG_SEARCH_REQUEST_MAX)"}])
     check_rerank(settings, body.k, body.rerank)
     found = retrieve(settings, body.query, mode=body.mode, k=body.k, filters=body.filters or None,
                      rerank=body.rerank, client=client)

@@ -6,10 +6,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from esrag.settings import MAX_K
 from query.filters import MAX_FILTERS, MAX_VALUE_CHARS, validate_filters
 
 MAX_QUERY_CHARS = 2000
-MAX_K = 100
 
 
 class _Request(BaseModel):
@@ -34,7 +34,7 @@ class SearchRequest(_Request):
     """POST /v1/search."""
 
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
-    k: int = Field(10, ge=1, le=MAX_K)
+    k: int = Field(10, ge=1, le=MAX_K, description="at most ESRAG_SEARCH_REQUEST_MAX (default 100)")
 
 
 class AskRequest(_Request):

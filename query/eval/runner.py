@@ -8,10 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from pydantic import ValidationError
-
 from esrag.errors import ConfigError, EsragError
-from esrag.settings import Settings
+from esrag.settings import Settings, with_updates
 from query.eval.beir import Dataset
 from query.eval.metrics import collapse_to_docs, evaluate, p50, rank_scores
 
@@ -40,14 +38,7 @@ def parse_modes(mode: str) -> list[str]:
     return modes
 
 
-def with_settings(settings: Settings, **updates: Any) -> Settings:
-    """A validated copy of ``settings`` with ``updates`` applied."""
-    try:
-        return Settings(**{**settings.model_dump(), **updates})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "settings"
-        raise ConfigError(f"invalid value for {field}: {err['msg']}") from None
+with_settings = with_updates  # a validated copy of settings with updates (esrag/settings.py)
 
 
 def parse_sweep(spec: str) -> tuple[str, list[str]]:

@@ -57,6 +57,24 @@ def test_validation_422(client, body):
     assert client.post("/v1/search", json=body, headers=KEY).status_code == 422
 
 
+def test_k_is_held_to_search_request_max_and_the_engine_bound(es):
+    """One k limit per layer: POST /v1/search at most ESRAG_SEARCH_REQUEST_MAX (100), raised up
+    to the engine's MAX_K (1000, what evaluation needs: 300 chunks a query) and no further."""
+    with corpus_alias(es) as settings:
+        keyed = settings.model_copy(update={"api_keys": ["secret-1"]})
+        with TestClient(create_app(keyed)) as c:
+            r = c.post("/v1/search", headers=KEY, json={"query": "bread", "mode": "bm25", "k": 101})
+            assert r.status_code == 422
+            assert r.json()["detail"][0]["msg"] == "k is at most 100 (ESRAG_SEARCH_REQUEST_MAX)"
+        wide = keyed.model_copy(update={"search_request_max": 1000})
+        with TestClient(create_app(wide)) as c:
+            r = c.post("/v1/search", headers=KEY, json={"query": "bread", "mode": "bm25", "k": 1000})
+            assert r.status_code == 200 and r.json()["hits"][0]["chunk_id"] == "bread#0"
+            assert c.post("/v1/search", headers=KEY, json={"query": "bread", "k": 1001}).status_code == 422
+    with pytest.raises(ConfigError, match="ESRAG_SEARCH_REQUEST_MAX"):
+        load_settings(search_request_max=1001)
+
+
 def test_search_and_filters(client):
     r = client.post("/v1/search", headers=KEY, json={"query": "read a file line by line", "mode": "bm25",
                                                      "k": 50, "filters": {"meta.team": "python"}})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from query_corpus import N_CHUNKS, corpus_alias
 
@@ -131,6 +133,38 @@ def test_rerank_with_cross_encoder(corpus, tmp_path):
     expected = CrossEncoder(str(tmp_path / "ce")).predict([(Q, h.text) for h in hits])
     assert [h.score for h in hits] == pytest.approx([float(x) for x in expected], abs=1e-5)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_rerank_with_a_two_label_cross_encoder_ranks_by_class_probability(corpus, tmp_path):
+    """A two-label head ranks by softmax(logits)[1], never by the raw last logit. The head is set
+    so that the two disagree on every pair: row 0 of the classifier is twice row 1 (no bias),
+    so p(relevant) = sigmoid(l1 - l0) = sigmoid(-l1) orders the passages exactly against l1."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from query.rerank import CrossEncoderReranker, get_reranker
+
+    torch.manual_seed(2)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        num_labels=2))
+    with torch.no_grad():
+        model.classifier.weight[0] = 2 * model.classifier.weight[1]
+        model.classifier.bias.zero_()
+    model.save_pretrained(tmp_path / "ce2")
+    tokenizer = AutoTokenizer.from_pretrained(str(resolve_model_path("all-MiniLM-L6-v2", None)))
+    tokenizer.save_pretrained(tmp_path / "ce2")
+    settings = corpus.model_copy(update={"rerank_model": str(tmp_path / "ce2"), "rerank_depth": 7})
+    assert get_reranker(settings).scorer.kind == "cross-encoder"
+
+    hits = search(settings, Q, mode="hybrid", k=7, rerank=True)
+    assert set(ids(hits)) == ALL_CHUNKS
+    logits = CrossEncoderReranker(tmp_path / "ce2", 2, "cpu").logits(Q, [h.text for h in hits])
+    probability = [1 / (1 + math.exp(float(a) - float(b))) for a, b in logits.tolist()]
+    assert [h.score for h in hits] == pytest.approx(probability, abs=1e-5)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    last = [float(b) for _, b in logits.tolist()]
+    assert len(set(last)) == 7 and last == sorted(last)  # the raw last logit would rank them in reverse
 
 
 def test_rerank_default_mpnet(corpus):

@@ -7,6 +7,7 @@ stopped. The worker runs on the shared Redis with a queue of its own.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 import uuid
@@ -17,6 +18,7 @@ import pytest
 
 from esrag import services
 from esrag.settings import Settings, load_settings
+from esrag.workerprobe import WorkerProbe
 
 
 @pytest.fixture()
@@ -63,6 +65,29 @@ def test_up_starts_the_worker_despite_a_stale_pid_and_down_stops_it(
     (state.state_dir / "worker.pid").write_text(f"{pid} 1")
     assert services.read_worker_pid(state) is None
     (state.state_dir / "worker.pid").write_text(text)
+    # the one worker probe (esrag/workerprobe.py) sees it: `esrag status`, ingest's routing
+    deadline = time.monotonic() + 90
+    while not any(w["pid"] == pid for w in services.workers_report(state)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert [w for w in services.workers_report(state) if w["pid"] == pid][0]["concurrency"] == 1
+    with WorkerProbe(state.redis_url) as probe:
+        assert probe.consumes(state.queue) is True
+        assert probe.consumes(f"{state.queue}-nobody") is False
     assert services.stop_background_worker(state) == "worker stopped"
     assert not Path(f"/proc/{pid}/cmdline").exists() or Path(f"/proc/{pid}/cmdline").read_bytes() == b""
     assert bystander.poll() is None
+    with WorkerProbe(state.redis_url) as probe:
+        assert probe.consumes(state.queue) is False
+
+
+@pytest.mark.timeout(60)  # a probe that retried the broker connection would hang here
+def test_the_probe_fails_fast_without_a_broker(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = load_settings(redis_url=f"redis://127.0.0.1:{port}/0", state_dir=str(tmp_path))
+    assert services.workers_report(down) == []
+    with WorkerProbe(down.redis_url) as probe:
+        assert probe.consumes(down.queue) is False
+        with pytest.raises(Exception, match="Connection refused|Error 111"):
+            probe.stats()

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from elasticsearch import Elasticsearch
 from elasticsearch.helpers import scan
 
 from esrag import localredis
+from esrag.errors import EsragError
 from esrag.settings import Settings, load_settings
 from ingest.pipeline import ingest_files
 from workers.jobstore import FINAL_STATES, Job, JobStore
@@ -462,3 +464,72 @@ def test_task_over_its_soft_time_limit_fails_after_max_attempts(es: Elasticsearc
     rec = next(iter(stack.store().tasks(job_id).values()))
     assert (rec["state"], rec["attempts"], rec["lost"]) == ("failed", 3, 3)
     assert worker.poll() is None
+
+
+def _queued(stack: Stack) -> int:
+    """Messages waiting in the stack's queue (kombu keeps a list per priority step)."""
+    import redis
+
+    r = redis.Redis.from_url(stack.settings.redis_url)
+    try:
+        return sum(int(r.llen(stack.settings.queue + s)) for s in ("", "\x06\x163", "\x06\x166", "\x06\x169"))
+    finally:
+        r.close()
+
+
+@pytest.mark.timeout(240)
+def test_requeue_unfinished_rebuilds_a_lost_queue(es: Elasticsearch, stack: Stack, settings: Settings,
+                                                  tmp_path: Path):
+    """`esrag job ID --requeue`: the queue's messages are gone (a broker restarted without its
+    AOF); every task not yet counted is published again, and a worker then finishes the job."""
+    import redis
+
+    from workers.submit import requeue_unfinished
+
+    files = _corpus(tmp_path / "docs", 3)
+    expected = _sync_ids(es, files, settings)
+    job_id = submit_files(files, stack.settings)  # no worker yet: the 3 tasks wait in the queue
+    assert _queued(stack) == 3
+    r = redis.Redis.from_url(stack.settings.redis_url)
+    r.delete(*[stack.settings.queue + s for s in ("", "\x06\x163", "\x06\x166", "\x06\x169")])
+    r.close()
+    assert _queued(stack) == 0
+    assert requeue_unfinished(job_id, stack.settings) == 3
+    assert _queued(stack) == 3
+    stack.start_worker()
+    job = stack.wait(job_id, 180)
+    assert (job.status, job.tasks_done, job.counters["documents"]) == ("completed", 3, 3)
+    assert _chunk_ids(es, settings.index) == expected
+    assert requeue_unfinished(job_id, stack.settings) == 0  # all counted: nothing to publish
+    assert _queued(stack) == 0
+
+
+@pytest.mark.timeout(240)
+def test_a_file_gone_before_its_task_runs_is_not_readable_on_worker(
+    es: Elasticsearch, stack: Stack, settings: Settings, tmp_path: Path
+):
+    files = _corpus(tmp_path / "docs", 2)
+    job_id = submit_files(files, stack.settings)
+    files[1].unlink()  # the worker, when it runs, does not find it (another machine, a deleted file)
+    stack.start_worker(name="reader")
+    job = stack.wait(job_id, 180)
+    assert job.status == "completed_with_failures"
+    host = socket.gethostname()
+    assert job.failures == [{"source": str(files[1]),
+                             "error": f"not readable on worker {host}:reader@{host}"}]
+    assert (job.tasks_done, job.counters["documents"]) == (2, 1)
+
+
+def test_shared_roots_refuse_a_file_other_workers_cannot_read(stack: Stack, tmp_path: Path):
+    """With ESRAG_SHARED_ROOTS set, a file outside them is refused before any job is recorded."""
+    shared = tmp_path / "shared"
+    inside = _corpus(shared, 1)
+    outside = _corpus(tmp_path / "local", 1)
+    strict = stack.settings.model_copy(update={"shared_roots": [shared]})
+    with pytest.raises(EsragError) as info:
+        submit_files([*inside, *outside], strict)
+    assert str(info.value) == (f"{outside[0]} is not under ESRAG_SHARED_ROOTS ({shared}); workers on other "
+                               "machines could not read it")
+    assert stack.store().list(10) == [] and _queued(stack) == 0
+    job_id = submit_files(inside, strict)
+    assert [j.id for j in stack.store().list(10)] == [job_id] and _queued(stack) == 1

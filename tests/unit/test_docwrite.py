@@ -47,7 +47,7 @@ def _writer(client: RecordingClient, failed: list[tuple[str, str]], counts: dict
     def add(key: str):
         return lambda n: counts.__setitem__(key, counts.get(key, 0) + n)
 
-    return DocumentWriter(client, "idx", 1024, on_indexed=add("indexed"), on_deleted=add("deleted"),  # type: ignore[arg-type]
+    return DocumentWriter(client, "idx", 1024, 6, on_indexed=add("indexed"), on_deleted=add("deleted"),  # type: ignore[arg-type]
                           on_failed=lambda label, err: failed.append((label, err)))
 
 

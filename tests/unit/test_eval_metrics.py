@@ -110,8 +110,10 @@ def test_parse_modes_and_sweep():
 def test_with_settings_validates():
     s = load_settings()
     assert runner.with_settings(s, hybrid_weight_dense="0.3").hybrid_weight_dense == 0.3
-    with pytest.raises(ConfigError, match="hybrid_weight_dense"):
+    with pytest.raises(ConfigError) as info:
         runner.with_settings(s, hybrid_weight_dense="2")
+    assert str(info.value) == ("invalid setting ESRAG_HYBRID_WEIGHT_DENSE: Input should be less than or "
+                               "equal to 1")
 
 
 def test_report_table_and_html():

@@ -46,7 +46,7 @@ def api_error(code):
 
 def test_requests_are_sized_by_bytes():
     client = FakeClient([status({})] * 3)
-    writer = BulkWriter(client, max_bytes=1500, sleep=lambda s: None)
+    writer = BulkWriter(client, max_bytes=1500, max_retries=6, sleep=lambda s: None)
     outcomes = []
     for i in range(5):
         outcomes += writer.add("index", "idx", f"d{i}", {"text": "x" * 600}, i)
@@ -58,7 +58,7 @@ def test_requests_are_sized_by_bytes():
 def test_items_with_429_or_5xx_are_retried_with_backoff():
     sleeps = []
     client = FakeClient([status({"a": 429, "b": 503}), status({"b": 503}), status({})])
-    writer = BulkWriter(client, max_bytes=10_000, initial_backoff=0.5, sleep=sleeps.append)
+    writer = BulkWriter(client, max_bytes=10_000, max_retries=6, initial_backoff=0.5, sleep=sleeps.append)
     for k in "abc":
         writer.add("index", "idx", k, {"text": k}, k)
     outcomes = writer.flush()
@@ -69,7 +69,7 @@ def test_items_with_429_or_5xx_are_retried_with_backoff():
 
 def test_connection_errors_and_5xx_requests_are_retried():
     client = FakeClient([ESConnectionError("refused"), api_error(503), status({})])
-    writer = BulkWriter(client, max_bytes=10_000, sleep=lambda s: None)
+    writer = BulkWriter(client, max_bytes=10_000, max_retries=6, sleep=lambda s: None)
     writer.add("index", "idx", "a", {"text": "a"}, "a")
     assert [o.ok for o in writer.flush()] == [True]
     assert client.bodies == [["a"], ["a"], ["a"]]
@@ -77,7 +77,7 @@ def test_connection_errors_and_5xx_requests_are_retried():
 
 def test_other_item_errors_are_final_with_a_one_line_reason():
     client = FakeClient([lambda doc_id: 400 if doc_id == "bad" else 201])
-    writer = BulkWriter(client, max_bytes=10_000, sleep=lambda s: None)
+    writer = BulkWriter(client, max_bytes=10_000, max_retries=6, sleep=lambda s: None)
     writer.add("index", "idx", "bad", {"text": "x"}, "bad")
     writer.add("delete", "idx", "gone", None, "gone")
     bad, gone = writer.flush()

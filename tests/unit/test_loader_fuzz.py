@@ -29,6 +29,9 @@ def _check(items: list[Document | LoadError], suffix: str = "") -> None:
     for item in items:
         if isinstance(item, LoadError):
             assert item.message and "\n" not in item.message and len(item.message) <= 400
+            # load_file's last-resort catch-all ("cannot parse <type>: <exception>") would hide any
+            # crash; every failure on these inputs must come from a loader's own checks instead
+            assert not item.message.startswith("cannot parse "), item.message
         else:
             assert isinstance(item, Document) and item.text.strip()
 
@@ -125,6 +128,40 @@ def test_chunker_spans_are_exact_and_in_bounds(text, max_tokens, overlap):
         assert c.text == text[c.start:c.end]
     if text.strip():
         assert chunks
+
+
+# Large inputs: random pieces (any Unicode, paragraph breaks, headings, long words) repeated
+# 20 to 400 times, or 10 to 40 of them joined: 500 to ~800,000 characters, where the small-input
+# test above stops at 3,000.
+_PIECE = st.lists(st.one_of(st.characters(codec="utf-8"), st.sampled_from(["\n\n", "\n# ", " ", "x" * 50])),
+                  min_size=50, max_size=400).map("".join)
+_LARGE = st.one_of(st.tuples(_PIECE, st.integers(20, 400)).map(lambda t: t[0] * t[1]),
+                   st.lists(_PIECE, min_size=10, max_size=40).map("".join))
+
+
+def _covered(chunks: list, spans: list[tuple[int, int]]) -> bool:
+    """Every span lies inside the union of the chunks' spans."""
+    merged: list[list[int]] = []
+    for c in sorted(chunks, key=lambda c: c.start):
+        if merged and c.start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], c.end)
+        else:
+            merged.append([c.start, c.end])
+    return all(any(s <= a and b <= e for s, e in merged) for a, b in spans)
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(text=_LARGE, max_tokens=st.integers(16, 256), overlap=st.integers(0, 32))
+def test_chunker_spans_are_exact_on_large_inputs(text, max_tokens, overlap):
+    doc = Document(doc_id="d", source="/x", title="t", content_type="text/plain", text=text)
+    chunks = chunk_document(doc, _Words(), max_tokens=max_tokens, overlap=overlap, model_max_tokens=512)
+    assert [c.chunk_no for c in chunks] == list(range(len(chunks)))
+    for c in chunks:
+        assert 0 <= c.start < c.end <= len(text) and c.text == text[c.start:c.end]
+    words = [m.span() for m in re.finditer(r"\S+", text)]
+    assert bool(chunks) == bool(words)
+    assert _covered(chunks, words[:: max(1, len(words) // 300)])  # no text is dropped
 
 
 def test_chunker_one_long_line_without_spaces():

@@ -1,10 +1,15 @@
 """Chunking counts tokens in the ingest loader thread while the embedder pads batches in
-another: the counter must not share the embedder's tokenizer state."""
+another: the counter must not share the embedder's tokenizer state.
+
+A fast tokenizer keeps its padding and truncation settings in its Rust backend, and every
+call sets them anew: sentence-transformers turns padding on and then encodes the batch,
+the counter's call turns it off. On a shared tokenizer a count that lands between those two
+steps leaves the batch unpadded ("Unable to create tensor ... activate padding"). A race
+test for that window passed with and without the fix on a loaded machine, so these tests
+run the interleaving step by step instead: deterministic, and failing without the fix.
+"""
 
 from __future__ import annotations
-
-import threading
-import time
 
 from esrag.embedder import get_embedder
 from esrag.settings import load_settings
@@ -18,48 +23,42 @@ def torch_settings():
     return load_settings(embed_model="all-MiniLM-L6-v2", embed_runtime="torch")
 
 
-def _race(counting_tokenizer, model, seconds: float = 4.0) -> tuple[int, list[str]]:
-    counter = HFTokenCounter(counting_tokenizer)
-    stop = threading.Event()
-
-    def count() -> None:
-        while not stop.is_set():
-            counter.count(TEXTS)
-
-    thread = threading.Thread(target=count)
-    thread.start()
-    errors: list[str] = []
-    batches = 0
-    deadline = time.monotonic() + seconds
+def _count_between_padding_and_encoding(embedder, counting_tokenizer) -> tuple[dict | None, int]:
+    """Padding on (as encode sets it), a count from the other thread, then the batch encodes."""
+    backend = embedder.tokenizer._tokenizer
+    backend.enable_padding(pad_id=embedder.tokenizer.pad_token_id, pad_token=embedder.tokenizer.pad_token)
     try:
-        while time.monotonic() < deadline and not errors:
-            try:  # what SentenceTransformer.encode runs on each batch
-                model.tokenize(TEXTS[batches % 7: batches % 7 + 16])
-            except ValueError as exc:
-                errors.append(str(exc)[:120])
-            batches += 1
+        HFTokenCounter(counting_tokenizer).count(TEXTS[:16])
+        padding = backend.padding
+        lengths = {len(e.ids) for e in backend.encode_batch(TEXTS[:16])}
     finally:
-        stop.set()
-        thread.join(timeout=30)
-    return batches, errors
+        backend.no_padding()
+    return padding, len(lengths)
 
 
 def test_counting_tokenizer_is_a_private_copy():
     embedder = get_embedder(load_settings())
     assert embedder.counting_tokenizer is not embedder.tokenizer
+    assert embedder.counting_tokenizer._tokenizer is not embedder.tokenizer._tokenizer  # own backend state
     assert embedder.counting_tokenizer is embedder.counting_tokenizer  # made once
     assert embedder.counting_tokenizer("a test")["input_ids"] == embedder.tokenizer("a test")["input_ids"]
 
 
-def test_counting_while_encoding_never_leaves_a_batch_unpadded():
+def test_a_count_mid_encode_leaves_the_batch_padded():
     embedder = get_embedder(torch_settings())
-    batches, errors = _race(embedder.counting_tokenizer, embedder.model)
-    assert errors == [] and batches > 10
+    padding, lengths = _count_between_padding_and_encoding(embedder, embedder.counting_tokenizer)
+    assert padding is not None and lengths == 1  # every row padded to one length: a tensor can be made
+
+
+def test_the_hazard_is_real_on_a_shared_tokenizer():
+    """Without the private copy (the defect) the same step unpads the batch: this is what the
+    test above would see if ``counting_tokenizer`` returned the embedder's own tokenizer."""
+    embedder = get_embedder(torch_settings())
+    padding, lengths = _count_between_padding_and_encoding(embedder, embedder.tokenizer)
+    assert padding is None and lengths == 16  # ragged rows: "Unable to create tensor"
 
 
 def test_the_ingest_pipeline_chunks_with_the_private_copy():
-    """The race itself is timing-dependent (with the shared tokenizer it showed within a few
-    batches here, but not on every machine), so the wiring is checked directly too."""
     from ingest.pipeline import _Run
 
     embedder = get_embedder(load_settings())
