@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     es_verify_certs: bool = True
     es_request_timeout: float = Field(30.0, gt=0)
     es_max_retries: int = Field(3, ge=0)
+    # bulk writes: 429/5xx items and failed requests, backoff 0.5 s doubling (~31 s over 6 tries);
+    # a busy cluster rejects bulk items for longer than it refuses a single request
+    bulk_max_retries: int = Field(6, ge=0)
 
     # Redis (Celery broker and job store)
     redis_url: str = "redis://127.0.0.1:6379/0"

@@ -248,7 +248,7 @@ class _Run:
     # -- stage 3: write --------------------------------------------------------------
     def write_stage(self) -> None:
         writer = DocumentWriter(self.client, self.index, self.settings.bulk_max_bytes,
-                                self.settings.es_max_retries,
+                                self.settings.bulk_max_retries,
                                 on_indexed=self.count_indexed, on_deleted=self.count_deleted,
                                 on_failed=self.fail)
         language = self.settings.stem_language

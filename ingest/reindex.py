@@ -111,7 +111,7 @@ def copy_reembedded(
 
     ``prints`` receives the fingerprint of each copied document (see ``fingerprints``).
     """
-    writer = BulkWriter(client, settings.bulk_max_bytes, max_retries=settings.es_max_retries)
+    writer = BulkWriter(client, settings.bulk_max_bytes, max_retries=settings.bulk_max_retries)
     failed: list[str] = []
     done = 0
 

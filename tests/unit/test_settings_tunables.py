@@ -20,6 +20,7 @@ DEFAULTS = {  # the values these had as constants in the modules that use them
     "ingest_doc_batch": 64, "ingest_doc_batch_chars": 4_000_000, "ingest_embed_group": 512,
     "ingest_queue_batches": 4, "reindex_batch_size": 256, "reindex_scroll_keepalive": "10m",
     "dashboard_poll_ms": 2000, "search_request_max": 100, "llm_context_tokens": 4096, "es_max_retries": 3,
+    "bulk_max_retries": 6,
 }
 
 
@@ -105,12 +106,12 @@ class _BusyClient:
 
 
 @pytest.mark.parametrize("retries", [0, 2])
-def test_document_writes_retry_es_max_retries_times(retries: int) -> None:
-    """ingest/bulk.py once retried 6 times whatever ESRAG_ES_MAX_RETRIES said."""
-    settings = load_settings(es_max_retries=retries)
+def test_document_writes_retry_bulk_max_retries_times(retries: int) -> None:
+    """ingest/bulk.py once retried a hard-coded 6 times; now ESRAG_BULK_MAX_RETRIES says how often."""
+    settings = load_settings(bulk_max_retries=retries)
     client = _BusyClient()
     failed: list[tuple[str, str]] = []
-    writer = DocumentWriter(client, "idx", settings.bulk_max_bytes, settings.es_max_retries,  # type: ignore[arg-type]
+    writer = DocumentWriter(client, "idx", settings.bulk_max_bytes, settings.bulk_max_retries,  # type: ignore[arg-type]
                             on_indexed=lambda n: None, on_deleted=lambda n: None,
                             on_failed=lambda label, err: failed.append((label, err)))
     writer.bulk.sleep = lambda s: None
