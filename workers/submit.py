@@ -10,8 +10,8 @@ import redis
 
 from esrag.errors import EsragError, ServiceUnavailable
 from esrag.settings import Settings
-from workers.app import TASK_NAME, make_celery
-from workers.jobstore import JobAccess, JobStore
+from workers.app import EXPAND_TASK_NAME, TASK_NAME, make_celery
+from workers.jobstore import ExpandPlan, JobAccess, JobStore, is_expansion
 
 
 def plan_tasks(files: list[Path], max_files: int, max_bytes: int) -> list[list[str]]:
@@ -89,6 +89,43 @@ def submit_files(files: list[Path], settings: Settings, access: JobAccess | None
     return job_id
 
 
+def submit_expansion(sources: list[str], settings: Settings, access: JobAccess | None = None, *,
+                     sync: bool = False) -> str:
+    """Record a job in state ``expanding`` for ``sources`` (files or folders, resolved and
+    checked by the caller) and enqueue the one task that expands them on a worker
+    (workers/expand.py); return the job id at once. The worker walks the folders, applies
+    ``ESRAG_INGEST_MAX_FILES`` and enqueues the file tasks as :func:`submit_files` would.
+    """
+    store = JobStore.from_url(settings.redis_url)
+    plan = ExpandPlan(max_files=settings.ingest_max_files, task_max_files=settings.task_max_files,
+                      task_max_bytes=settings.task_max_bytes, sync=sync)
+    try:
+        store.r.ping()
+        job_id, task_id = store.create_expanding(settings.index, sources, plan, queue=settings.queue,
+                                                 id_scope=settings.id_scope, access=access)
+    except redis.RedisError as exc:
+        raise ServiceUnavailable(
+            f"Redis at {settings.safe_redis_url} is unavailable ({type(exc).__name__}); job not submitted"
+        ) from None
+    app = make_celery(settings)
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1)
+            enqueue(app, job_id, task_id, sources, settings)
+    except Exception as exc:
+        try:
+            store.delete(job_id)
+        except redis.RedisError:
+            pass
+        raise ServiceUnavailable(
+            f"could not enqueue the job on {settings.safe_redis_url} ({type(exc).__name__}); "
+            "job not submitted"
+        ) from None
+    finally:
+        app.close()
+    return job_id
+
+
 # kombu's Redis transport serves priority 0 first: a task taken back from a lost worker
 # (workers/leases.py) goes ahead of the tasks still queued, so it runs again in seconds.
 PRIORITY_NORMAL = 3
@@ -97,9 +134,11 @@ PRIORITY_RECLAIMED = 0
 
 def enqueue(app: object, job_id: str, task_id: str, files: list[str], settings: Settings, *,
             priority: int = PRIORITY_NORMAL) -> None:
-    """Publish one task message (its Celery id is the task id, so requeues are traceable)."""
+    """Publish one task message (its Celery id is the task id, so requeues are traceable); a
+    job's expansion task (``<job>-expand``, its files the job's sources) goes to the expansion."""
     app.send_task(  # type: ignore[attr-defined]
-        TASK_NAME, args=[job_id, task_id, files, settings.index], task_id=f"{task_id}",
+        EXPAND_TASK_NAME if is_expansion(task_id) else TASK_NAME,
+        args=[job_id, task_id, files, settings.index], task_id=f"{task_id}",
         queue=settings.queue, retry=False, priority=priority,
     )
 
