@@ -104,7 +104,7 @@ def run_expansion(store: JobStore, settings: Settings, job_id: str, task_id: str
     any point: what is planned is planned once, and only unpublished tasks are published."""
     from workers.submit import check_shared, plan_tasks
 
-    if not store.r.hexists(store._key(job_id), "planned"):
+    if store.published(job_id) is None:
         plan = store.expand_plan(job_id) or ExpandPlan(
             max_files=settings.ingest_max_files, task_max_files=settings.task_max_files,
             task_max_bytes=settings.task_max_bytes)
@@ -122,7 +122,7 @@ def run_expansion(store: JobStore, settings: Settings, job_id: str, task_id: str
             deleted = sync_index(settings, [s for s in sources if os.path.isdir(s)], scope=scope).deleted
         store.plan(job_id, plan_tasks(found.files, plan.task_max_files, plan.task_max_bytes),
                    found.failures, deleted)
-    published = int(store.r.hget(store._key(job_id), "planned") or 0)
+    published = store.published(job_id) or 0
     for tid, files in store.unpublished(job_id):
         publish(tid, files)
         published += 1

@@ -305,14 +305,19 @@ class JobStore:
             args=[json.dumps(records), sum(len(t) for t in tasks), json.dumps(failures or {}), int(deleted)],
         ))
 
+    def published(self, job_id: str) -> int | None:
+        """How many planned tasks an expansion has published; None before it planned any."""
+        done = self.r.hget(self._key(job_id), "planned")
+        return None if done is None else int(done)
+
     def unpublished(self, job_id: str) -> list[tuple[str, list[str]]]:
         """The planned tasks an expansion has not published yet, in order."""
-        done = self.r.hget(self._key(job_id), "planned")
+        done = self.published(job_id)
         if done is None:
             return []
         planned = [(tid, rec["files"]) for tid, rec in self.tasks(job_id).items()
                    if not is_expansion(tid) and "-r" not in tid]
-        return planned[int(done):]
+        return planned[done:]
 
     def mark_published(self, job_id: str, count: int) -> None:
         """Note that the first ``count`` planned tasks are published."""

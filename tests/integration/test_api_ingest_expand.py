@@ -2,7 +2,8 @@
 a real Redis of the test's own, real `esrag worker` processes and the real Elasticsearch.
 
 - the POST answers before expansion: the job is `expanding` with 0 files, and files put in
-  the folder after the POST are the ones ingested (exact chunk counts);
+  the folder after the POST are the ones ingested (exact chunk counts); with sync the
+  worker deletes the chunks of files gone from the folder;
 - past ESRAG_INGEST_MAX_FILES the job fails with one line and nothing is indexed; a path
   removed between the submit and the expansion fails alone;
 - an expansion that dies half-way through publishing, then is delivered again (by the lease
@@ -152,6 +153,15 @@ def test_post_answers_before_expansion_and_a_worker_expands(es: Elasticsearch, s
     assert (job.files_total, job.tasks_total, job.tasks_done, job.tasks_failed) == (4, 2, 2, 0)
     assert (job.counters["documents"], job.counters["chunks"], job.counters["indexed"]) == (3, 3, 3)
     assert _sources(es, stack.settings.index) == [str(docs / f"{w}.txt") for w in ("alpha", "beta", "gamma")]
+    # with sync the worker also deletes the chunks of files gone from the folder
+    (docs / "alpha.txt").unlink()
+    with serve(create_app(stack.settings)) as base:
+        r = _post(base, stack.keys["ingest"],
+                  {"paths": ["docs"], "index": stack.settings.index, "sync": True})
+    assert r.status_code == 202, r.text
+    synced = stack.wait(r.json()["job"])
+    assert (synced.counters["deleted"], synced.counters["skipped_unchanged"], synced.files_total) == (1, 2, 3)
+    assert _sources(es, stack.settings.index) == [str(docs / f"{w}.txt") for w in ("beta", "gamma")]
 
 
 @pytest.mark.timeout(240)
