@@ -69,7 +69,8 @@ def make_jobs_router(settings: Settings) -> APIRouter:
 
     @router.post("/v1/ingest", status_code=202, response_model=IngestAccepted)
     def submit(body: IngestRequest, request: Request) -> IngestAccepted:
-        """Submit an ingest job for files or folders under the allowed roots."""
+        """Submit an ingest job for files or folders under the allowed roots; answers at once
+        with the job ``expanding`` (a worker walks the folders: GET /v1/jobs/{id} follows it)."""
         from workers.submit import submit_expansion
 
         principal = principal_of(request)
