@@ -59,12 +59,25 @@ def submit_files(files: list[Path], settings: Settings, access: JobAccess | None
     files = [Path(os.path.realpath(f)) for f in files]
     store = JobStore.from_url(settings.redis_url)
     tasks = plan_tasks(files, settings.task_max_files, settings.task_max_bytes)
-    try:
-        store.r.ping()
+
+    def record() -> tuple[str, list[tuple[str, list[str]]]]:
         job_id, task_ids = store.create(settings.index, tasks, queue=settings.queue,
                                         id_scope=settings.id_scope)
         if access is not None:  # before any task is enqueued: a worker reads it first
             store.set_access(job_id, access)
+        return job_id, list(zip(task_ids, tasks, strict=True))
+
+    return _record_and_enqueue(store, settings, record)
+
+
+def _record_and_enqueue(store: JobStore, settings: Settings,
+                        record: Callable[[], tuple[str, list[tuple[str, list[str]]]]]) -> str:
+    """Record a job (``record`` returns its id and the (task id, files) to publish), then
+    publish them; a Redis that does not answer refuses the job, and a job whose tasks could
+    not all be published is removed again (ServiceUnavailable, one line, either way)."""
+    try:
+        store.r.ping()
+        job_id, tasks = record()
     except redis.RedisError as exc:
         raise ServiceUnavailable(
             f"Redis at {settings.safe_redis_url} is unavailable ({type(exc).__name__}); job not submitted"
@@ -73,7 +86,7 @@ def submit_files(files: list[Path], settings: Settings, access: JobAccess | None
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1)
-            for task_id, batch in zip(task_ids, tasks, strict=True):
+            for task_id, batch in tasks:
                 enqueue(app, job_id, task_id, batch, settings)
     except Exception as exc:
         try:
@@ -99,31 +112,13 @@ def submit_expansion(sources: list[str], settings: Settings, access: JobAccess |
     store = JobStore.from_url(settings.redis_url)
     plan = ExpandPlan(max_files=settings.ingest_max_files, task_max_files=settings.task_max_files,
                       task_max_bytes=settings.task_max_bytes, sync=sync)
-    try:
-        store.r.ping()
+
+    def record() -> tuple[str, list[tuple[str, list[str]]]]:
         job_id, task_id = store.create_expanding(settings.index, sources, plan, queue=settings.queue,
                                                  id_scope=settings.id_scope, access=access)
-    except redis.RedisError as exc:
-        raise ServiceUnavailable(
-            f"Redis at {settings.safe_redis_url} is unavailable ({type(exc).__name__}); job not submitted"
-        ) from None
-    app = make_celery(settings)
-    try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1)
-            enqueue(app, job_id, task_id, sources, settings)
-    except Exception as exc:
-        try:
-            store.delete(job_id)
-        except redis.RedisError:
-            pass
-        raise ServiceUnavailable(
-            f"could not enqueue the job on {settings.safe_redis_url} ({type(exc).__name__}); "
-            "job not submitted"
-        ) from None
-    finally:
-        app.close()
-    return job_id
+        return job_id, [(task_id, sources)]
+
+    return _record_and_enqueue(store, settings, record)
 
 
 # kombu's Redis transport serves priority 0 first: a task taken back from a lost worker
