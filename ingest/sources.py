@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import glob
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from esrag.errors import EsragError
@@ -14,14 +16,25 @@ _GLOB_CHARS = set("*?[")
 
 def _walk_folder(folder: Path) -> list[Path]:
     """Supported files under ``folder``, skipping hidden files and folders."""
-    found = []
-    for path in folder.rglob("*"):
-        rel = path.relative_to(folder).parts
-        if any(part.startswith(".") for part in rel):
+    return list(walk_folder(folder))
+
+
+def walk_folder(folder: Path) -> Iterator[Path]:
+    """Supported files under ``folder`` one by one, in sorted path order, skipping hidden
+    files and folders and not following links to folders; only one folder's listing is
+    held at a time."""
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
             continue
-        if path.suffix.lower() in SUPPORTED_SUFFIXES and path.is_file():
-            found.append(path)
-    return sorted(found)
+        if entry.is_dir(follow_symlinks=False):
+            yield from walk_folder(Path(entry.path))
+        elif Path(entry.name).suffix.lower() in SUPPORTED_SUFFIXES and entry.is_file():
+            yield Path(entry.path)
 
 
 def expand_paths(paths: list[str], settings: Settings) -> list[Path]:
@@ -32,22 +45,29 @@ def expand_paths(paths: list[str], settings: Settings) -> list[Path]:
     ``**``) the files it matches. Raises EsragError for a path that matches nothing.
     """
     del settings  # part of the signature the workers call; nothing here depends on it yet
-    out: list[Path] = []
-    seen: set[Path] = set()
+    return list(iter_paths(paths))
 
-    def add(path: Path) -> None:
+
+def iter_paths(paths: list[str], seen: set[Path] | None = None) -> Iterator[Path]:
+    """The files of :func:`expand_paths` one by one (folders are walked lazily). ``seen``
+    holds the resolved files yielded so far; pass one set to several calls to skip repeats
+    across them. Raises EsragError for a path that matches nothing when it is reached."""
+    seen = set() if seen is None else seen
+
+    def fresh(path: Path) -> bool:
         key = path.resolve()
-        if key not in seen:
-            seen.add(key)
-            out.append(path)
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
 
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_dir():
-            for f in _walk_folder(path):
-                add(f)
+            yield from (f for f in walk_folder(path) if fresh(f))
         elif path.exists():
-            add(path)
+            if fresh(path):
+                yield path
         elif _GLOB_CHARS & set(raw):
             matches = sorted(glob.glob(str(path), recursive=True))
             files: list[Path] = []
@@ -59,8 +79,6 @@ def expand_paths(paths: list[str], settings: Settings) -> list[Path]:
                     files.append(mp)
             if not files:
                 raise EsragError(f"{raw}: no files match this pattern")
-            for f in files:
-                add(f)
+            yield from (f for f in files if fresh(f))
         else:
             raise EsragError(f"{raw}: no such file or directory")
-    return out

@@ -4,6 +4,11 @@ Only files under ESRAG_ALLOWED_ROOTS can be submitted; paths are resolved (``..`
 symbolic links included) before the check, so nothing outside the roots can be named, and
 the worker resolves each path again when it opens the file (JobAccess.roots).
 
+``POST /v1/ingest`` checks only what is cheap and certain (the body, the key's role and
+index pattern, each path inside the roots and present) and answers 202 at once with the
+job in state ``expanding``: a worker walks the folders, applies ESRAG_INGEST_MAX_FILES,
+and with ``sync`` deletes the vanished files' chunks (workers/expand.py).
+
 The app mounts this router behind ``require_role("ingest")``. An ingest key submits only
 into indices its pattern allows (the server's index when it has none), its filters are
 stamped on every document of the job, and it sees only the jobs it submitted; listing
@@ -34,11 +39,13 @@ class IngestRequest(BaseModel):
 
 
 class IngestAccepted(BaseModel):
-    """A submitted job."""
+    """A submitted job; its folders are expanded on a worker (follow GET /v1/jobs/{id})."""
 
     job: str
-    files: int
-    deleted: int = 0  # with sync: chunks of vanished files deleted
+    status: str = "expanding"
+    files: int = Field(0, description="files planned so far: 0, a worker expands the paths "
+                                      "(files_total of GET /v1/jobs/{id} once it has)")
+    deleted: int = Field(0, description="with sync: counted in the job's deleted once a worker synced")
     deleted_sources: list[str] = Field(default_factory=list)
 
 
@@ -62,9 +69,9 @@ def make_jobs_router(settings: Settings) -> APIRouter:
 
     @router.post("/v1/ingest", status_code=202, response_model=IngestAccepted)
     def submit(body: IngestRequest, request: Request) -> IngestAccepted:
-        """Submit an ingest job for files or folders under the allowed roots."""
-        from ingest.sources import expand_paths
-        from workers.submit import submit_files
+        """Submit an ingest job for files or folders under the allowed roots; answers at once
+        with the job ``expanding`` (a worker walks the folders: GET /v1/jobs/{id} follows it)."""
+        from workers.submit import submit_expansion
 
         principal = principal_of(request)
         if not roots:
@@ -73,25 +80,13 @@ def make_jobs_router(settings: Settings) -> APIRouter:
         if not principal.may_use_index(index, settings.index):
             raise HTTPException(403, f"the API key {principal.name!r} may not ingest into index {index!r} "
                                      f"(allowed: {principal.index or settings.index})")
-        resolved = [str(resolve_allowed(p, roots)) for p in body.paths]
+        resolved = list(dict.fromkeys(str(resolve_allowed(p, roots)) for p in body.paths))
         job_settings = settings.model_copy(update={"index": index})
-        files = expand_paths(resolved, job_settings)
-        if len(files) > settings.ingest_max_files:
-            raise HTTPException(413, f"the paths expand to {len(files)} files, over "
-                                     f"ESRAG_INGEST_MAX_FILES ({settings.ingest_max_files}); submit fewer")
-        outside = [f for f in files if not any(Path(os.path.realpath(f)).is_relative_to(r) for r in roots)]
-        if outside:  # a symbolic link inside a folder pointing out of the roots
-            raise EsragError(f"path {str(outside[0])!r} is outside the allowed roots")
-        deleted, gone = 0, []
-        if body.sync:
-            from ingest.sync import sync_index
-
-            result = sync_index(job_settings, resolved, scope=principal.filters)
-            deleted, gone = result.deleted, result.sources
         stamp = {k.removeprefix("meta."): v for k, v in principal.filters.items()}
         access = JobAccess(owner=principal.name, stamp=stamp, roots=[str(r) for r in roots])
-        job_id = submit_files(files, job_settings, access)
-        return IngestAccepted(job=job_id, files=len(files), deleted=deleted, deleted_sources=gone)
+        # links inside the folders are checked by the worker, when it opens each file
+        job_id = submit_expansion(resolved, job_settings, access, sync=body.sync)
+        return IngestAccepted(job=job_id)
 
     @router.get("/v1/jobs")
     def list_jobs(request: Request, limit: int = Query(20, ge=1, le=200)) -> list[dict[str, Any]]:

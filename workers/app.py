@@ -7,6 +7,7 @@ from celery import Celery
 from esrag.settings import Settings
 
 TASK_NAME = "esrag.ingest_batch"
+EXPAND_TASK_NAME = "esrag.expand_job"  # a job's folders, expanded on a worker (workers/expand.py)
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -20,7 +21,7 @@ def make_celery(settings: Settings) -> Celery:
     Tasks are idempotent, so redelivery duplicates nothing. Each task has a soft and a
     hard time limit, both below the visibility timeout.
     """
-    app = Celery("esrag", broker=settings.redis_url, include=["workers.tasks"])
+    app = Celery("esrag", broker=settings.redis_url, include=["workers.tasks", "workers.expand"])
     restore = max(1, min(10, settings.task_visibility_timeout // 5))
     app.conf.update(
         task_acks_late=True,

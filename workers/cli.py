@@ -101,6 +101,10 @@ def job(
 def _print_job(j: Job) -> None:
     d = j.to_dict()
     typer.echo(f"job {d['id']}: {d['status']} ({d['progress'] * 100:.1f}%) index={d['index']}")
+    if d["error"]:
+        typer.echo(f"  error: {d['error']}")
+    if d["status"] == "expanding":
+        typer.echo("  a worker is expanding the job's folders into tasks")
     typer.echo(f"  tasks {d['tasks_done']} done, {d['tasks_failed']} failed of {d['tasks_total']}; "
                f"documents={d['documents']} chunks={d['chunks']} indexed={d['indexed']} "
                f"skipped_unchanged={d['skipped_unchanged']} deleted={d['deleted']}")
@@ -228,7 +232,7 @@ def ingest(
                    f"unchanged, {summary['deleted']} stale chunks deleted, {len(done.failures)} failed)")
         for f in done.failures:
             typer.echo(f"failed: {f['source']}: {f['error']}")
-    if done.failures or done.status == "canceled":
+    if done.failures or done.status in ("canceled", "failed"):
         raise typer.Exit(1)
 
 

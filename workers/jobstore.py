@@ -6,7 +6,10 @@ and updatable while Elasticsearch is down (tasks back off and retry then). Layou
 
 - ``esrag:jobs``                 sorted set of job ids by creation time
 - ``esrag:job:<id>``             hash: status, index, timestamps and counters; for a job
-                                 submitted over HTTP also ``access`` (JSON of JobAccess)
+                                 submitted over HTTP also ``access`` (JSON of JobAccess),
+                                 ``expand`` (JSON of ExpandPlan) and, once its folders are
+                                 expanded, ``planned`` (how many of the planned tasks are
+                                 published); ``error`` for a failed job
 - ``esrag:job:<id>:tasks``       hash: task id -> JSON {"files", "state", "attempts", "error"}
 - ``esrag:job:<id>:done``        set of task ids whose result was counted (once each)
 - ``esrag:job:<id>:failures``    hash: source -> one-line reason
@@ -33,7 +36,13 @@ from esrag.errors import ServiceUnavailable
 from esrag.settings import Settings
 from ingest.summary import COUNTERS
 
-FINAL_STATES = ("completed", "completed_with_failures", "canceled")
+FINAL_STATES = ("completed", "completed_with_failures", "canceled", "failed")
+EXPAND_SUFFIX = "-expand"  # the task id of a job's folder expansion: "<job id>-expand"
+
+
+def is_expansion(task_id: str) -> bool:
+    """True for the task that expands a job's folders (workers/expand.py)."""
+    return task_id.endswith(EXPAND_SUFFIX)
 
 
 def lease_key(queue: str) -> str:
@@ -71,6 +80,46 @@ return 1
 """
 
 
+# KEYS: job, tasks, failures   ARGV: [[task id, record json], ...], files, failures json, deleted
+_PLAN = """
+if redis.call('HEXISTS', KEYS[1], 'planned') == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local tasks = cjson.decode(ARGV[1])
+for _, pair in ipairs(tasks) do redis.call('HSET', KEYS[2], pair[1], pair[2]) end
+redis.call('HINCRBY', KEYS[1], 'tasks_total', #tasks)
+redis.call('HSET', KEYS[1], 'files_total', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'deleted', ARGV[4])
+for src, err in pairs(cjson.decode(ARGV[3])) do redis.call('HSET', KEYS[3], src, err) end
+redis.call('HSET', KEYS[1], 'planned', 0)
+if redis.call('HGET', KEYS[1], 'status') == 'expanding' then
+  redis.call('HSET', KEYS[1], 'status', 'queued')
+end
+return 1
+"""
+
+# KEYS: job, done, tasks   ARGV: task id, record json, error, now
+_FAIL_JOB = """
+if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'tasks_failed', 1)
+if redis.call('HGET', KEYS[1], 'status') ~= 'canceled' then
+  redis.call('HSET', KEYS[1], 'status', 'failed', 'error', ARGV[3], 'finished', ARGV[4])
+end
+return 1
+"""
+
+
+@dataclass
+class ExpandPlan:
+    """How a job submitted over HTTP is expanded on a worker: the submitter's cap on files
+    (ESRAG_INGEST_MAX_FILES), task size, and whether vanished files are synced away."""
+
+    max_files: int
+    task_max_files: int
+    task_max_bytes: int
+    sync: bool = False
+
+
 @dataclass
 class Job:
     """A snapshot of one job."""
@@ -89,6 +138,7 @@ class Job:
     failures: list[dict[str, str]] = field(default_factory=list)
     tasks_running: int = 0
     tasks_stalled: int = 0
+    error: str | None = None  # why a failed job failed (one line)
 
     @property
     def progress(self) -> float:
@@ -123,6 +173,7 @@ class Job:
             "eta_s": round(remaining, 1) if remaining is not None else None,
             **self.counters,
             "failed": self.failures,
+            "error": self.error,
         }
 
 
@@ -151,6 +202,8 @@ class JobStore:
     def __init__(self, client: redis.Redis):
         self.r = client
         self._record = client.register_script(_RECORD_RESULT)
+        self._plan = client.register_script(_PLAN)
+        self._fail_job = client.register_script(_FAIL_JOB)
 
     @classmethod
     def from_url(cls, url: str, *, patient: bool = False, patience: float = 120.0) -> JobStore:
@@ -211,6 +264,73 @@ class JobStore:
         pipe.zadd("esrag:jobs", {job_id: now})
         pipe.execute()
         return job_id, task_ids
+
+    def create_expanding(self, index: str, sources: list[str], plan: ExpandPlan, *, queue: str = "ingest",
+                         id_scope: str = "file", access: JobAccess | None = None) -> tuple[str, str]:
+        """Record a new job whose ``sources`` a worker expands (status ``expanding``, one
+        task: the expansion); return (job id, expansion task id). ``access`` is recorded in
+        the same transaction, so a worker never sees the job without it."""
+        job_id = uuid.uuid4().hex[:12]
+        task_id = job_id + EXPAND_SUFFIX
+        now = time.time()
+        fields: dict[str, Any] = {
+            "id": job_id, "status": "expanding", "index": index, "queue": queue, "id_scope": id_scope,
+            "created": now, "tasks_total": 1, "tasks_done": 0, "tasks_failed": 0, "files_total": 0,
+            **{c: 0 for c in COUNTERS}, "expand": json.dumps(asdict(plan)),
+        }
+        if access is not None:
+            fields["access"] = json.dumps(asdict(access))
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self._key(job_id), mapping=fields)
+        pipe.hset(self._key(job_id, "tasks"), task_id,
+                  json.dumps({"files": sources, "state": "pending", "attempts": 0}))
+        pipe.zadd("esrag:jobs", {job_id: now})
+        pipe.execute()
+        return job_id, task_id
+
+    def expand_plan(self, job_id: str) -> ExpandPlan | None:
+        """The job's ExpandPlan (None for a job planned by its submitter)."""
+        raw = self.r.hget(self._key(job_id), "expand")
+        return ExpandPlan(**json.loads(raw)) if raw else None
+
+    def plan(self, job_id: str, tasks: list[list[str]], failures: dict[str, str], deleted: int = 0) -> bool:
+        """Record the tasks an expansion planned (ids ``<job>-00000``...) with the failures
+        of its sources, once: False when the job was planned already (a redelivered
+        expansion) or is gone."""
+        ids = [f"{job_id}-{i:05d}" for i in range(len(tasks))]
+        records = [[tid, json.dumps({"files": files, "state": "pending", "attempts": 0})]
+                   for tid, files in zip(ids, tasks, strict=True)]
+        return bool(self._plan(
+            keys=[self._key(job_id), self._key(job_id, "tasks"), self._key(job_id, "failures")],
+            args=[json.dumps(records), sum(len(t) for t in tasks), json.dumps(failures or {}), int(deleted)],
+        ))
+
+    def published(self, job_id: str) -> int | None:
+        """How many planned tasks an expansion has published; None before it planned any."""
+        done = self.r.hget(self._key(job_id), "planned")
+        return None if done is None else int(done)
+
+    def unpublished(self, job_id: str) -> list[tuple[str, list[str]]]:
+        """The planned tasks an expansion has not published yet, in order."""
+        done = self.published(job_id)
+        if done is None:
+            return []
+        planned = [(tid, rec["files"]) for tid, rec in self.tasks(job_id).items()
+                   if not is_expansion(tid) and "-r" not in tid]
+        return planned[done:]
+
+    def mark_published(self, job_id: str, count: int) -> None:
+        """Note that the first ``count`` planned tasks are published."""
+        self.r.hset(self._key(job_id), "planned", count)
+
+    def fail_job(self, job_id: str, task_id: str, error: str) -> bool:
+        """End a job as ``failed`` with one line (its expansion ``task_id`` failed); once."""
+        rec = self.task(job_id, task_id) or {"files": []}
+        rec.update(state="failed", error=error)
+        return bool(self._fail_job(
+            keys=[self._key(job_id), self._key(job_id, "done"), self._key(job_id, "tasks")],
+            args=[task_id, json.dumps(rec), error, time.time()],
+        ))
 
     def delete(self, job_id: str) -> None:
         """Remove every key of a job (used when submission could not enqueue)."""
@@ -304,8 +424,10 @@ class JobStore:
         failures = self.r.hgetall(self._key(job_id, "failures"))
         tasks = self.tasks(job_id)
         reopened: list[tuple[str, list[str]]] = []
+        keep: set[str] = set()  # failed sources of a finished expansion: no task reruns them
         pipe = self.r.pipeline(transaction=True)
         extra = sum(1 for tid in tasks if "-r" in tid)
+        status = "running"
         for tid, rec in tasks.items():
             if rec.get("state") == "failed":
                 rec.update(state="pending", error=None, lost=0)
@@ -313,6 +435,11 @@ class JobStore:
                 pipe.srem(self._key(job_id, "done"), tid)
                 pipe.hincrby(self._key(job_id), "tasks_failed", -1)
                 reopened.append((tid, rec["files"]))
+                if is_expansion(tid) and not self.r.hexists(self._key(job_id), "planned"):
+                    status = "expanding"  # expands again from the start
+                continue
+            if is_expansion(tid):
+                keep.update(f for f in rec["files"] if f in failures)
                 continue
             bad = [f for f in rec["files"] if f in failures]
             if bad:
@@ -323,9 +450,11 @@ class JobStore:
                 pipe.hincrby(self._key(job_id), "tasks_total", 1)
                 reopened.append((new_id, bad))
         if reopened:
-            if failures:
-                pipe.hdel(self._key(job_id, "failures"), *failures.keys())
-            pipe.hset(self._key(job_id), mapping={"status": "running", "finished": ""})
+            cleared = [f for f in failures if f not in keep]
+            if cleared:
+                pipe.hdel(self._key(job_id, "failures"), *cleared)
+            pipe.hset(self._key(job_id), mapping={"status": status, "finished": ""})
+            pipe.hdel(self._key(job_id), "error")
         pipe.execute()
         return reopened
 
@@ -359,7 +488,7 @@ class JobStore:
             tasks_failed=int(raw.get("tasks_failed", 0)), files_total=int(raw.get("files_total", 0)),
             counters={c: int(raw.get(c, 0)) for c in COUNTERS},
             failures=[{"source": s, "error": e} for s, e in sorted(failures.items())],
-            tasks_running=running, tasks_stalled=stalled,
+            tasks_running=running, tasks_stalled=stalled, error=raw.get("error") or None,
         )
 
     def set_access(self, job_id: str, access: JobAccess) -> None:

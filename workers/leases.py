@@ -29,7 +29,7 @@ from collections.abc import Callable
 import redis
 
 from esrag.settings import Settings
-from workers.jobstore import JobStore, lease_key, member
+from workers.jobstore import JobStore, is_expansion, lease_key, member
 
 log = logging.getLogger("esrag.leases")
 
@@ -119,12 +119,12 @@ return 1
 """
 
 
-def loss_message(loss: str, attempts: int, soft_limit: float) -> str:
-    """The one-line failure of a task that was lost ``attempts`` times."""
+def loss_message(loss: str, attempts: int, soft_limit: float, doing: str = "processing this file") -> str:
+    """The one-line failure of a task that was lost ``attempts`` times while ``doing``."""
     count = f"{attempts} attempt{'' if attempts == 1 else 's'}"
     if loss == "timeout":
-        return f"task timed out after {soft_limit:g} s while processing this file ({count})"
-    return f"worker died while processing this file ({count})"
+        return f"task timed out after {soft_limit:g} s while {doing} ({count})"
+    return f"worker died while {doing} ({count})"
 
 
 class Leases:
@@ -262,7 +262,10 @@ class Reaper:
         done: list[tuple[str, str, str]] = []
         for job_id, task_id in self.leases.expired():
             verdict, losses, loss, files = self.leases.reclaim(job_id, task_id, self.max_attempts)
-            if verdict == "poison":
+            if verdict == "poison" and is_expansion(task_id):  # the job ends: nothing was planned
+                store.fail_job(job_id, task_id, loss_message(loss, losses, self.soft_limit,
+                                                             "expanding the job's paths"))
+            elif verdict == "poison":
                 reason = loss_message(loss, losses, self.soft_limit)
                 store.record_result(job_id, task_id, {}, dict.fromkeys(files, reason), failed=True,
                                     error=reason)

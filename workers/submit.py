@@ -10,8 +10,8 @@ import redis
 
 from esrag.errors import EsragError, ServiceUnavailable
 from esrag.settings import Settings
-from workers.app import TASK_NAME, make_celery
-from workers.jobstore import JobAccess, JobStore
+from workers.app import EXPAND_TASK_NAME, TASK_NAME, make_celery
+from workers.jobstore import ExpandPlan, JobAccess, JobStore, is_expansion
 
 
 def plan_tasks(files: list[Path], max_files: int, max_bytes: int) -> list[list[str]]:
@@ -59,12 +59,25 @@ def submit_files(files: list[Path], settings: Settings, access: JobAccess | None
     files = [Path(os.path.realpath(f)) for f in files]
     store = JobStore.from_url(settings.redis_url)
     tasks = plan_tasks(files, settings.task_max_files, settings.task_max_bytes)
-    try:
-        store.r.ping()
+
+    def record() -> tuple[str, list[tuple[str, list[str]]]]:
         job_id, task_ids = store.create(settings.index, tasks, queue=settings.queue,
                                         id_scope=settings.id_scope)
         if access is not None:  # before any task is enqueued: a worker reads it first
             store.set_access(job_id, access)
+        return job_id, list(zip(task_ids, tasks, strict=True))
+
+    return _record_and_enqueue(store, settings, record)
+
+
+def _record_and_enqueue(store: JobStore, settings: Settings,
+                        record: Callable[[], tuple[str, list[tuple[str, list[str]]]]]) -> str:
+    """Record a job (``record`` returns its id and the (task id, files) to publish), then
+    publish them; a Redis that does not answer refuses the job, and a job whose tasks could
+    not all be published is removed again (ServiceUnavailable, one line, either way)."""
+    try:
+        store.r.ping()
+        job_id, tasks = record()
     except redis.RedisError as exc:
         raise ServiceUnavailable(
             f"Redis at {settings.safe_redis_url} is unavailable ({type(exc).__name__}); job not submitted"
@@ -73,7 +86,7 @@ def submit_files(files: list[Path], settings: Settings, access: JobAccess | None
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1)
-            for task_id, batch in zip(task_ids, tasks, strict=True):
+            for task_id, batch in tasks:
                 enqueue(app, job_id, task_id, batch, settings)
     except Exception as exc:
         try:
@@ -89,6 +102,25 @@ def submit_files(files: list[Path], settings: Settings, access: JobAccess | None
     return job_id
 
 
+def submit_expansion(sources: list[str], settings: Settings, access: JobAccess | None = None, *,
+                     sync: bool = False) -> str:
+    """Record a job in state ``expanding`` for ``sources`` (files or folders, resolved and
+    checked by the caller) and enqueue the one task that expands them on a worker
+    (workers/expand.py); return the job id at once. The worker walks the folders, applies
+    ``ESRAG_INGEST_MAX_FILES`` and enqueues the file tasks as :func:`submit_files` would.
+    """
+    store = JobStore.from_url(settings.redis_url)
+    plan = ExpandPlan(max_files=settings.ingest_max_files, task_max_files=settings.task_max_files,
+                      task_max_bytes=settings.task_max_bytes, sync=sync)
+
+    def record() -> tuple[str, list[tuple[str, list[str]]]]:
+        job_id, task_id = store.create_expanding(settings.index, sources, plan, queue=settings.queue,
+                                                 id_scope=settings.id_scope, access=access)
+        return job_id, [(task_id, sources)]
+
+    return _record_and_enqueue(store, settings, record)
+
+
 # kombu's Redis transport serves priority 0 first: a task taken back from a lost worker
 # (workers/leases.py) goes ahead of the tasks still queued, so it runs again in seconds.
 PRIORITY_NORMAL = 3
@@ -97,9 +129,11 @@ PRIORITY_RECLAIMED = 0
 
 def enqueue(app: object, job_id: str, task_id: str, files: list[str], settings: Settings, *,
             priority: int = PRIORITY_NORMAL) -> None:
-    """Publish one task message (its Celery id is the task id, so requeues are traceable)."""
+    """Publish one task message (its Celery id is the task id, so requeues are traceable); a
+    job's expansion task (``<job>-expand``, its files the job's sources) goes to the expansion."""
     app.send_task(  # type: ignore[attr-defined]
-        TASK_NAME, args=[job_id, task_id, files, settings.index], task_id=f"{task_id}",
+        EXPAND_TASK_NAME if is_expansion(task_id) else TASK_NAME,
+        args=[job_id, task_id, files, settings.index], task_id=f"{task_id}",
         queue=settings.queue, retry=False, priority=priority,
     )
 

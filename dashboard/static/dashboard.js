@@ -114,6 +114,7 @@
         </div>
       </div>
       ${chart(j.rate, j.final)}
+      ${j.error ? `<ul class="failures" data-k="error"><li>${esc(j.error)}</li></ul>` : ""}
       ${failures ? `<ul class="failures" data-k="failures">${failures}</ul>` : ""}
     </div>`;
   }

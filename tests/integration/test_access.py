@@ -151,12 +151,18 @@ def test_ingest_key_index_pattern_stamp_and_own_jobs(ingest_app) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_files_per_job_are_capped(ingest_app) -> None:
+def test_files_per_job_are_capped_on_the_worker(ingest_app) -> None:
+    """The POST answers before the folder is walked; the cap is applied by the worker that
+    expands it (test_api_ingest_expand.py::test_past_the_cap_the_job_fails_with_one_line_...)."""
     c, keys, root = ingest_app
     (root / "c.txt").write_text("c notes")
     r = c.post("/v1/ingest", headers={"X-API-Key": keys["admin"]}, json={"paths": ["."]})
-    assert (r.status_code, r.json()) == (413, {
-        "detail": "the paths expand to 3 files, over ESRAG_INGEST_MAX_FILES (2); submit fewer"})
+    assert (r.status_code, r.json()["status"], r.json()["files"]) == (202, "expanding", 0)
+    store = JobStore.from_url(c.app.state.settings.redis_url)
+    try:
+        assert store.expand_plan(r.json()["job"]).max_files == 2
+    finally:
+        store.delete(r.json()["job"])
 
 
 PASSWORD = "p@ss:w0rd/x"  # URL-encoded in the URLs below

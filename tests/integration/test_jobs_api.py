@@ -46,11 +46,15 @@ def test_submit_and_read_job(client: TestClient, roots: tuple[Path, Path]) -> No
     r = _post(client, {"paths": [str(inside / "a.txt"), "b.txt"]})
     assert r.status_code == 202, r.text
     job_id = r.json()["job"]
-    assert r.json()["files"] == 2
+    assert (r.json()["status"], r.json()["files"]) == ("expanding", 0)  # a worker expands the paths
     try:
         got = client.get(f"/v1/jobs/{job_id}", headers={"X-API-Key": KEY})
         assert got.status_code == 200
-        assert (got.json()["status"], got.json()["files_total"]) == ("queued", 2)
+        assert (got.json()["status"], got.json()["files_total"], got.json()["tasks_total"]) == (
+            "expanding", 0, 1)
+        store = JobStore.from_url(client.app.state.settings.redis_url)
+        assert store.tasks(job_id)[f"{job_id}-expand"]["files"] == [str(inside / "a.txt"),
+                                                                    str(inside / "b.txt")]
         listed = client.get("/v1/jobs", headers={"X-API-Key": KEY}).json()
         assert job_id in [j["id"] for j in listed]
     finally:
@@ -66,11 +70,13 @@ def test_paths_outside_roots_are_refused(client: TestClient, roots: tuple[Path, 
     assert r.json() == {"detail": f"path {raw!r} is outside the allowed roots"}
 
 
-def test_symlink_inside_a_folder_is_refused(client: TestClient, roots: tuple[Path, Path]) -> None:
+def test_a_folder_is_accepted_unexpanded(client: TestClient, roots: tuple[Path, Path]) -> None:
+    """The folder's links are checked by the worker when it opens each file
+    (test_api_ingest_expand.py::test_post_answers_before_expansion_and_a_worker_expands)."""
     inside, outside = roots
     r = _post(client, {"paths": [str(inside)]})
-    assert r.status_code == 400
-    assert r.json()["detail"] == f"path {str(inside / 'link.txt')!r} is outside the allowed roots"
+    assert (r.status_code, r.json()["status"]) == (202, "expanding")
+    JobStore.from_url(client.app.state.settings.redis_url).delete(r.json()["job"])
 
 
 def test_requires_key(client: TestClient) -> None:

@@ -91,3 +91,37 @@ def test_plan_tasks_bounds(tmp_path) -> None:
         files.append(p)
     tasks = plan_tasks(files, max_files=2, max_bytes=1050)
     assert [len(t) for t in tasks] == [2, 1, 2]
+
+
+def test_expansion_plans_once_and_a_failed_one_expands_again_on_retry(store: JobStore) -> None:
+    from workers.jobstore import ExpandPlan
+
+    plan = ExpandPlan(max_files=2, task_max_files=1, task_max_bytes=1 << 20)
+    job_id, expand = store.create_expanding("idx", ["/src"], plan)
+    try:
+        assert expand == f"{job_id}-expand" and store.expand_plan(job_id) == plan
+        job = store.get(job_id)
+        assert (job.status, job.tasks_total, job.files_total) == ("expanding", 1, 0)
+        assert store.plan(job_id, [["/src/a"], ["/src/b"]], {"/src/gone": "gone"}, deleted=3) is True
+        assert store.plan(job_id, [["/src/a"], ["/src/b"], ["/src/c"]], {}) is False  # planned once
+        job = store.get(job_id)
+        assert (job.status, job.tasks_total, job.files_total, job.counters["deleted"]) == ("queued", 3, 2, 3)
+        assert store.unpublished(job_id) == [(f"{job_id}-00000", ["/src/a"]), (f"{job_id}-00001", ["/src/b"])]
+        store.mark_published(job_id, 1)
+        assert store.unpublished(job_id) == [(f"{job_id}-00001", ["/src/b"])]
+    finally:
+        store.delete(job_id)
+
+    job_id, expand = store.create_expanding("idx", ["/src"], plan)
+    try:
+        assert store.fail_job(job_id, expand, "over the cap") is True
+        assert store.fail_job(job_id, expand, "over the cap") is False
+        job = store.get(job_id)
+        assert (job.status, job.error, job.tasks_failed, job.finished is not None) == (
+            "failed", "over the cap", 1, True)
+        assert store.cancel(job_id) is False  # failed is final
+        assert store.reopen_failed(job_id) == [(expand, ["/src"])]
+        job = store.get(job_id)
+        assert (job.status, job.error, job.tasks_failed) == ("expanding", None, 0)
+    finally:
+        store.delete(job_id)

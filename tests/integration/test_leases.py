@@ -100,6 +100,24 @@ def test_third_loss_fails_the_files_with_one_line(store: JobStore, queue: str) -
     assert store.task(job_id, t0)["lost"] == 0
 
 
+def test_third_loss_of_an_expansion_fails_the_job_with_one_line(store: JobStore, queue: str) -> None:
+    from workers.jobstore import ExpandPlan
+
+    plan = ExpandPlan(max_files=10, task_max_files=1, task_max_bytes=1 << 20)
+    job_id, expand = store.create_expanding("idx", ["/huge"], plan, queue=queue)
+    leases = Leases(store, queue)
+    published: list[tuple[str, str, list[str], str]] = []
+    reaper = _reaper(leases, published)
+    for attempt in range(1, 4):
+        assert leases.acquire(job_id, expand, f"w{attempt}", 30)[0] == "ok"
+        store.r.zadd(lease_key(queue), {f"{job_id} {expand}": 0})
+        assert reaper.reap() == [(job_id, expand, "requeue" if attempt < 3 else "poison")]
+    assert published == [(job_id, expand, ["/huge"], "idx")] * 2
+    job = store.get(job_id)
+    assert (job.status, job.error, job.failures, job.tasks_failed) == (
+        "failed", "worker died while expanding the job's paths (3 attempts)", [], 1)
+
+
 def test_timed_out_run_is_reported_as_a_timeout(store: JobStore, queue: str) -> None:
     job_id, (t0,) = store.create("idx", [["/slow"]], queue=queue)
     leases = Leases(store, queue)
