@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import machine_info  # noqa: E402
-from bench.real_chunks import load  # noqa: E402
+from bench.real_chunks import load, load_prefix  # noqa: E402
 
 TYPES = ["int8_hnsw", "bbq_hnsw", "int4_hnsw", "hnsw"]
 M = 16
@@ -272,12 +272,17 @@ def main() -> None:
     ap.add_argument("--oversample", type=float, nargs="+", default=CURVE_OVERSAMPLE)
     ap.add_argument("--before-merge", nargs="+", default=BEFORE_MERGE_GRID,
                     help="NUM_CANDIDATES:OVERSAMPLE points measured before the force-merge")
+    ap.add_argument("--first", type=int, default=0,
+                    help="use the first N chunks of a --max-chunks run whose vectors are still being made")
     a = ap.parse_args()
 
     from esrag.es import make_client
     from esrag.settings import load_settings
 
-    vectors, texts, sources, info = load(a.max_chunks, a.max_tokens)
+    if a.first:
+        vectors, texts, sources, info = load_prefix(a.max_chunks, a.max_tokens, a.first)
+    else:
+        vectors, texts, sources, info = load(a.max_chunks, a.max_tokens)
     queries, qvecs = query_vectors(texts, a.queries)
     exact = np.argsort(-(qvecs @ vectors.T), axis=1)[:, :a.k]
     client = make_client(load_settings(), timeout=600)

@@ -143,6 +143,20 @@ def load(max_chunks: int, max_tokens: int = 200) -> tuple[np.ndarray, list[str],
             json.loads(str(data["info"])))
 
 
+def load_prefix(max_chunks: int, max_tokens: int, first: int, overlap: int = 8,
+                docs: list[Path] | None = None) -> tuple[np.ndarray, list[str], list[str], dict]:
+    """The first ``first`` chunks of a ``max_chunks`` run whose vectors are still being made:
+    the finished parts' vectors, and the same chunks' texts (chunking is deterministic)."""
+    parts_dir = cache_file(max_chunks, max_tokens).with_suffix(".parts")
+    parts = sorted(p for p in parts_dir.glob("*.npy") if not p.name.endswith(".tmp.npy"))
+    vectors = np.concatenate([np.load(p) for p in parts])[:first] if parts else np.zeros((0, 0))
+    texts, _, sources = chunk_texts(docs or DOCS, len(vectors), max_tokens, overlap)
+    info = {"model": embedder_tag(), "docs": [str(d) for d in docs or DOCS], "chunks": len(vectors),
+            "max_tokens": max_tokens, "overlap_tokens": overlap,
+            "prefix_of": f"the {max_chunks}-chunk run (its first {len(vectors)} chunks)"}
+    return vectors, texts, sources, info
+
+
 def load_texts(max_chunks: int, max_tokens: int = 200,
                docs: list[Path] | None = None) -> tuple[list[str], list[str], dict]:
     """Texts, sources and info of a cached texts-only run of ``docs`` (built on first use; the
