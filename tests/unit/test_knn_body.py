@@ -47,3 +47,13 @@ def test_bad_oversample_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch, val
 def test_oversample_zero_or_one_to_ten_is_accepted(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("ESRAG_KNN_OVERSAMPLE", value)
     assert load_settings().knn_oversample == float(value)
+
+
+def test_eval_can_sweep_oversample() -> None:
+    from query.eval.runner import parse_sweep, with_settings
+
+    key, values = parse_sweep("knn_oversample=0,3")
+    assert (key, values) == ("knn_oversample", ["0", "3"])
+    assert with_settings(load_settings(), knn_oversample="3").knn_oversample == 3.0
+    with pytest.raises(ConfigError, match=r"^invalid value for knn_oversample: Value error, must be 0 \(off\)"):
+        with_settings(load_settings(), knn_oversample="0.5")
