@@ -88,10 +88,10 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(50 * 1024 * 1024, ge=1)
 
     # Retrieval
-    num_candidates: int = Field(100, ge=1, le=10000)
+    num_candidates: int = Field(200, ge=1, le=10000)  # per shard; docs/SCALE.md "Dense recall"
     # kNN rescoring (ES rescore_vector): gather oversample x k candidates on the quantized vectors,
     # re-score them with the float vectors; 0: off, else 1-10 (docs/SCALE.md has the curve)
-    knn_oversample: float = Field(0.0, ge=0.0, le=10.0)
+    knn_oversample: float = Field(3.0, ge=0.0, le=10.0)
     fusion: Literal["dbsf", "rrf", "weighted"] = "dbsf"
     rrf_k: int = Field(60, ge=1)
     hybrid_weight_dense: float = Field(0.8, ge=0.0, le=1.0)
