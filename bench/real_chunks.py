@@ -1,4 +1,4 @@
-"""Real chunks and their all-MiniLM-L6-v2 vectors, computed once and cached for the benchmarks.
+"""Real chunks and their vectors from the configured embedder, computed once and cached for the benchmarks.
 
     .venv/bin/python bench/real_chunks.py [--docs DIR ...] [--max-chunks N] [--max-tokens T]
                                           [--texts-only]
@@ -32,12 +32,24 @@ DOCS = [Path("/usr/share/doc/python3.11/html"), Path("/usr/share/doc/linux-doc-6
 PART = 2048
 
 
-def cache_file(max_chunks: int, max_tokens: int, texts_only: bool = False) -> Path:
-    """Where the chunks of a run capped at ``max_chunks`` chunks of ``max_tokens`` are kept."""
+def embedder_tag() -> str:
+    """``all-MiniLM-L6-v2-onnx-int8``: the configured embedder, model, runtime and precision."""
+    from esrag.embedder import get_embedder
     from esrag.settings import load_settings
 
-    kind = "real-texts" if texts_only else "real-chunks"
-    return load_settings().cache_dir / "bench" / f"{kind}-{max_chunks}-t{max_tokens}.npz"
+    meta = get_embedder(load_settings()).info.meta()
+    return f"{meta['model']}-{meta['runtime']}-{meta['precision']}".replace("/", "_")
+
+
+def cache_file(max_chunks: int, max_tokens: int, texts_only: bool = False) -> Path:
+    """Where the chunks of a run capped at ``max_chunks`` chunks of ``max_tokens`` are kept
+    (vectors: one file per embedder, so a default-model change never reuses old vectors)."""
+    from esrag.settings import load_settings
+
+    folder = load_settings().cache_dir / "bench"
+    if texts_only:
+        return folder / f"real-texts-{max_chunks}-t{max_tokens}.npz"
+    return folder / f"real-chunks-{max_chunks}-t{max_tokens}-{embedder_tag()}.npz"
 
 
 def package_name(root: Path) -> str:
@@ -92,8 +104,8 @@ def build(docs: list[Path], max_chunks: int, max_tokens: int = 200, overlap: int
     out = cache_file(max_chunks, max_tokens, texts_only)
     out.parent.mkdir(parents=True, exist_ok=True)
     texts, inputs, sources = chunk_texts(docs, max_chunks, max_tokens, overlap)
-    info = {"model": "all-MiniLM-L6-v2", "docs": [str(d) for d in docs], "chunks": len(texts),
-            "max_tokens": max_tokens, "overlap_tokens": overlap}
+    info = {"model": None if texts_only else embedder_tag(), "docs": [str(d) for d in docs],
+            "chunks": len(texts), "max_tokens": max_tokens, "overlap_tokens": overlap}
     if texts_only:
         np.savez(out, texts=np.array(texts), sources=np.array(sources), info=np.array(json.dumps(info)))
         return out
@@ -129,6 +141,20 @@ def load(max_chunks: int, max_tokens: int = 200) -> tuple[np.ndarray, list[str],
     data = np.load(path)
     return (data["vectors"], [str(t) for t in data["texts"]], [str(s) for s in data["sources"]],
             json.loads(str(data["info"])))
+
+
+def load_prefix(max_chunks: int, max_tokens: int, first: int, overlap: int = 8,
+                docs: list[Path] | None = None) -> tuple[np.ndarray, list[str], list[str], dict]:
+    """The first ``first`` chunks of a ``max_chunks`` run whose vectors are still being made:
+    the finished parts' vectors, and the same chunks' texts (chunking is deterministic)."""
+    parts_dir = cache_file(max_chunks, max_tokens).with_suffix(".parts")
+    parts = sorted(p for p in parts_dir.glob("*.npy") if not p.name.endswith(".tmp.npy"))
+    vectors = np.concatenate([np.load(p) for p in parts])[:first] if parts else np.zeros((0, 0))
+    texts, _, sources = chunk_texts(docs or DOCS, len(vectors), max_tokens, overlap)
+    info = {"model": embedder_tag(), "docs": [str(d) for d in docs or DOCS], "chunks": len(vectors),
+            "max_tokens": max_tokens, "overlap_tokens": overlap,
+            "prefix_of": f"the {max_chunks}-chunk run (its first {len(vectors)} chunks)"}
+    return vectors, texts, sources, info
 
 
 def load_texts(max_chunks: int, max_tokens: int = 200,

@@ -158,6 +158,25 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="the key's name")]) -> 
     typer.echo(f"key {name!r} revoked")
 
 
+@app.command()
+def optimize(
+    index: Annotated[str | None, typer.Option(help="index alias (default ESRAG_INDEX)")] = None,
+    max_segments: Annotated[int, typer.Option(
+        "--max-segments", help="segments per shard to merge down to")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Force-merge the index behind the alias (after a large load: fewer segments, faster kNN)."""
+    from esrag.optimize import optimize as run_optimize
+
+    settings = load_settings(index=index)
+    summary = run_optimize(settings, max_segments)
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict()))
+    else:
+        typer.echo(f"{summary.index} ({summary.alias}): {summary.segments_before} -> "
+                   f"{summary.segments_after} segments, {summary.docs} chunks, in {summary.seconds:.1f}s")
+
+
 def _register_plugins(target: typer.Typer) -> None:
     for ep in sorted(entry_points(group="esrag.commands"), key=lambda e: e.name):
         ep.load()(target)

@@ -104,7 +104,10 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(50 * 1024 * 1024, ge=1)
 
     # Retrieval
-    num_candidates: int = Field(100, ge=1, le=10000)
+    num_candidates: int = Field(200, ge=1, le=10000)  # per shard; docs/SCALE.md "Dense recall"
+    # kNN rescoring (ES rescore_vector): gather oversample x k candidates on the quantized vectors,
+    # re-score them with the float vectors; 0: off, else 1-10 (docs/SCALE.md has the curve)
+    knn_oversample: float = Field(3.0, ge=0.0, le=10.0)
     fusion: Literal["dbsf", "rrf", "weighted"] = "dbsf"
     rrf_k: int = Field(60, ge=1)
     hybrid_weight_dense: float = Field(0.8, ge=0.0, le=1.0)
@@ -192,6 +195,13 @@ class Settings(BaseSettings):
             if not parsed.scheme or not parsed.hostname:
                 raise ValueError(f"not a URL: {url!r}")
         return ",".join(urls)
+
+    @field_validator("knn_oversample")
+    @classmethod
+    def _oversample_off_or_one_to_ten(cls, value: float) -> float:
+        if 0 < value < 1:
+            raise ValueError("must be 0 (off) or between 1 and 10")
+        return value
 
     @field_validator("task_time_limit")
     @classmethod

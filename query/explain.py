@@ -71,7 +71,7 @@ def compare(
     ts = time.perf_counter()
     sparse, dense = _msearch(client, settings, index, [
         bm25_body(terms, stem_text(terms, language), size, filters),
-        knn_body(vector, size, settings.num_candidates, filters)])
+        knn_body(vector, size, settings.num_candidates, filters, settings.knn_oversample)])
     timings["es_ms"] = (time.perf_counter() - ts) * 1000
 
     tf = time.perf_counter()

@@ -103,14 +103,21 @@ def bm25_body(query: str, stemmed: str, size: int, filters: dict[str, str] | Non
     }
 
 
-def knn_body(vector: list[float], size: int, num_candidates: int, filters: dict[str, str] | None) -> dict:
-    """Search body of the kNN leg; filters go inside ``knn.filter`` so they apply before top-k."""
+def knn_body(vector: list[float], size: int, num_candidates: int, filters: dict[str, str] | None,
+             oversample: float = 0.0) -> dict:
+    """Search body of the kNN leg; filters go inside ``knn.filter`` so they apply before top-k.
+
+    ``oversample`` (ESRAG_KNN_OVERSAMPLE, 0: off) asks Elasticsearch to gather ``oversample * size``
+    candidates on the quantized vectors and re-score them with the float vectors (``rescore_vector``).
+    """
     knn: dict[str, Any] = {
         "field": VECTOR_FIELD,
         "query_vector": vector,
         "k": size,
         "num_candidates": min(10000, max(num_candidates, size)),
     }
+    if oversample:
+        knn["rescore_vector"] = {"oversample": oversample}
     clauses = filter_clauses(filters)
     if clauses:
         knn["filter"] = {"bool": {"filter": clauses}}
@@ -219,7 +226,7 @@ def retrieve(
         bodies.append(bm25_body(terms, stem_text(terms, language), size, filters))
     if mode in ("dense", "hybrid"):
         index, meta, vector = query_vector(client, settings, index, meta, query, embedder, timings)
-        bodies.append(knn_body(vector, size, settings.num_candidates, filters))
+        bodies.append(knn_body(vector, size, settings.num_candidates, filters, settings.knn_oversample))
 
     ts = time.perf_counter()
     results = _msearch(client, settings, index, bodies)

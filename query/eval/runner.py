@@ -25,7 +25,7 @@ REINGEST_KEYS = frozenset({
 SWEEP_KEYS = frozenset({
     "chunk_max_tokens", "chunk_overlap_tokens", "fusion", "rrf_k", "hybrid_weight_dense",
     "num_candidates", "rerank_depth", "hybrid_window", "embed_model", "text_analyzer",
-    "embed_runtime", "embed_precision",
+    "embed_runtime", "embed_precision", "knn_oversample",
 })
 
 

@@ -31,7 +31,7 @@ from elasticsearch.helpers import scan
 from esrag import localredis
 from esrag.keys import KeyFile
 from esrag.settings import Settings
-from query.api.app import create_app
+from server.app import create_app
 from workers.jobstore import FINAL_STATES, Job, JobStore
 
 LEASE = 6  # seconds: a dead expansion's lease expires quickly

@@ -16,7 +16,7 @@ import typer
 from esrag import cli
 
 ROOT = Path(__file__).resolve().parents[2]
-INDEX_COMMANDS = ("search", "ask", "chat", "eval", "ingest", "delete", "reindex", "serve", "jobs")
+INDEX_COMMANDS = ("search", "ask", "chat", "eval", "ingest", "delete", "reindex", "serve", "jobs", "optimize")
 HEAVY = ("elasticsearch", "redis", "celery", "torch", "sentence_transformers", "transformers", "numpy",
          "fastapi")
 
