@@ -17,7 +17,7 @@ from esrag.embedder import resolve_model_path
 from esrag.errors import ServiceUnavailable
 from esrag.settings import load_settings
 from query.citations import NOT_FOUND
-from query.generation import ask, ask_stream, packaged_gguf
+from query.generation import ask, ask_stream, get_backend, packaged_gguf
 from query.local_models import SMOLLM2
 
 Q = "What temperature should bread be baked at?"
@@ -113,13 +113,29 @@ def test_openai_backend_down(corpus):
         ask(settings, Q, k=1)
 
 
-def test_local_gguf_backend(corpus):
+@pytest.mark.parametrize("binding", ["llama-cpp-python", "cyllama"])
+def test_local_gguf_backend(corpus, binding):
     settings = load_settings(index=corpus.index, llm_backend="local", llm_local_model=SMOLLM2,
-                             llm_max_tokens=32)
+                             llm_max_tokens=32, llm_binding=binding, llm_threads=1)
     answer = ask(settings, Q, k=2, reasoning=True)
     assert answer.backend == "local" and isinstance(answer.reasoning, str)
+    assert get_backend(settings).binding == binding
     check_citations(answer)
     assert "<reasoning>" not in answer.answer
+
+
+def test_cyllama_reuses_the_prompt_prefix_and_answers_the_same(corpus):
+    settings = load_settings(index=corpus.index, llm_backend="local", llm_local_model=SMOLLM2,
+                             llm_max_tokens=24, llm_binding="cyllama", llm_threads=1, citation_check="off")
+    first = ask(settings, Q, k=2)
+    again = ask(settings, "How long should bread bake?", k=2)
+    # the second prompt shares at least the system prompt with the first: only the rest is decoded
+    assert 0 < again.timings_ms["prefill_tokens"] < again.timings_ms["prompt_tokens"] - 50
+    cold = load_settings(index=corpus.index, llm_backend="local", llm_local_model=SMOLLM2, llm_max_tokens=24,
+                         llm_binding="cyllama", llm_threads=1, citation_check="off", llm_prefix_cache=False)
+    repeat = ask(cold, "How long should bread bake?", k=2)
+    assert repeat.timings_ms["prefill_tokens"] >= repeat.timings_ms["prompt_tokens"]
+    assert repeat.answer == again.answer and first.answer
 
 
 def test_local_transformers_backend(corpus, tmp_path):
