@@ -157,19 +157,19 @@ def main(configs: list[str], questions: int, dataset: Path | None, max_tokens: i
                            "k=5 passages, FAQ questions; ttft_s is wall time to the first token event "
                            "(retrieval included); ttft_cpu_s the server's CPU seconds to it",
                            "max_tokens": max_tokens, "results": []}
+    old = json.loads(OUT.read_text()) if OUT.exists() else {"runs": []}
+    old["runs"].append(run)
+    OUT.parent.mkdir(exist_ok=True)
     try:
         for config in parsed:
             result = run_config(config, index, asked, max_tokens, timeout)
             run["results"].append(result)
+            run["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+            OUT.write_text(json.dumps(old, indent=2) + "\n")  # after each one: a long run keeps its part
             print(json.dumps({k: v for k, v in result.items() if k != "rows"}), flush=True)
     finally:
         es = make_client(settings)
         concrete = list(es.indices.get_alias(name=index, ignore_unavailable=True) or {})
         if concrete:
             es.indices.delete(index=",".join(concrete))
-    run["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    old = json.loads(OUT.read_text()) if OUT.exists() else {"runs": []}
-    old["runs"].append(run)
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(old, indent=2) + "\n")
     print(f"wrote {OUT}")
