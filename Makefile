@@ -8,7 +8,8 @@ QUESTION ?= How do I read a file line by line in Python?
 setup:
 	@scripts/setup.sh
 
-# only what the demo needs: no dev extra (llama.cpp build, Playwright), no Chromium, no test models
+# only what the demo needs: esrag (llama.cpp comes prebuilt in cyllama's wheel) and the demo's LLM
+# (Qwen2.5-Coder-0.5B); no dev extra (llama-cpp-python source build, Playwright), no Chromium
 setup-demo:
 	@scripts/setup.sh demo
 

@@ -64,7 +64,22 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--keep", action="store_true", help="keep the index afterwards")
+    ttft = ap.add_argument_group("time to first token of a warm `esrag serve` /v1/ask (bench/ttft.py)")
+    ttft.add_argument("--ttft", action="store_true", help="measure TTFT instead (bench/results/ttft.json)")
+    ttft.add_argument("--ttft-configs", default="qwen2.5-coder-0.5b-instruct;smollm2-135m-instruct",
+                      help="';'-separated MODEL[,binding=..,threads=N,prompt_threads=N,batch=N,"
+                           "context=TOKENS,prefix_cache=true|false]")
+    ttft.add_argument("--questions", type=int, default=10)
+    ttft.add_argument("--dataset", type=Path, help="BEIR FAQ set (default: python-faq --small, built now)")
+    ttft.add_argument("--max-tokens", type=int, default=32)
+    ttft.add_argument("--timeout", type=float, default=900)
     args = ap.parse_args()
+    if args.ttft:
+        from bench import ttft as ttft_bench
+
+        ttft_bench.main(args.ttft_configs.split(";"), args.questions, args.dataset, args.max_tokens,
+                        args.timeout)
+        return
 
     settings = load_settings(index=f"bench-query-{uuid.uuid4().hex[:8]}")
     es = make_client(settings, timeout=120)

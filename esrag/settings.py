@@ -138,6 +138,12 @@ class Settings(BaseSettings):
     citation_min_support: float = Field(0.5, ge=0.0, le=1.0)  # overlap share or cosine to count as support
     chat_max_messages: int = Field(64, ge=1, le=1000)  # longer conversations get 422
     chat_rewrite: Literal["llm", "rules", "off"] = "llm"  # llm falls back to rules without a model
+    # In-process GGUF runtime (bench/query.py --ttft measures these; docs/QUALITY.md has the numbers)
+    llm_binding: Literal["auto", "llama-cpp-python", "cyllama"] = "auto"  # auto: whichever is installed
+    llm_threads: int | None = Field(None, ge=1)  # threads per generated token; None: this process's CPUs
+    llm_prompt_threads: int | None = Field(None, ge=1)  # threads for the prompt; None: as llm_threads
+    llm_batch: int = Field(512, ge=8)  # prompt tokens decoded per llama.cpp batch
+    llm_prefix_cache: bool = True  # keep the last prompt's tokens: the next decodes only what differs
 
     # Ingest jobs (Celery workers)
     queue: str = Field("ingest", pattern=r"^[A-Za-z0-9_.\-]+$")

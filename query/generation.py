@@ -121,17 +121,23 @@ class OpenAIBackend:
 
 
 class LlamaCppBackend:
-    """A GGUF model run in-process by llama.cpp."""
+    """A GGUF model run in-process by llama.cpp through llama-cpp-python (which also reuses the
+    prompt prefix it shares with the previous request)."""
 
     name = "local"
+    binding = "llama-cpp-python"
 
-    def __init__(self, path: Path, threads: int | None, n_ctx: int):
+    def __init__(self, path: Path, threads: int | None, n_ctx: int, *,
+                 prompt_threads: int | None = None, n_batch: int = 512):
         try:
             from llama_cpp import Llama
         except ImportError:
-            raise ConfigError("a .gguf local model needs the llama-cpp-python package") from None
+            raise ConfigError("ESRAG_LLM_BINDING=llama-cpp-python needs that package installed") from None
         self.path = path
-        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, verbose=False)
+        self.threads, self.prompt_threads = threads, prompt_threads or threads
+        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads,
+                         n_threads_batch=self.prompt_threads, n_batch=n_batch, n_ubatch=n_batch,
+                         verbose=False)
         self._lock = threading.Lock()
         # Free the model while the interpreter is whole: Llama.__del__ at shutdown runs after
         # llama_cpp's module globals are gone and prints an ignored TypeError.
@@ -189,12 +195,50 @@ def packaged_gguf() -> Path | None:
     return smollm2_path()
 
 
+def gguf_binding(wanted: str) -> str:
+    """The in-process GGUF runtime: ``wanted``, or for ``auto`` the installed one (llama-cpp-python
+    first: the test install builds it for its server; `make demo` installs only cyllama's wheel)."""
+    if wanted != "auto":
+        return wanted
+    import importlib.util
+
+    for binding, module in (("llama-cpp-python", "llama_cpp"), ("cyllama", "cyllama")):
+        if importlib.util.find_spec(module) is not None:
+            return binding
+    raise ConfigError("a .gguf local model needs cyllama or llama-cpp-python (scripts/setup.sh installs one)")
+
+
+def llm_threads(settings: Settings) -> tuple[int, int]:
+    """Threads per generated token and for the prompt (default: the CPUs this process may use)."""
+    import os
+
+    threads = settings.llm_threads or len(os.sched_getaffinity(0))
+    return threads, settings.llm_prompt_threads or threads
+
+
 @lru_cache(maxsize=2)
-def _local_backend(path: str, threads: int | None, n_ctx: int) -> Backend:
+def _local_backend(path: str, binding: str, threads: int, prompt_threads: int, n_ctx: int, n_batch: int,
+                   prefix_cache: bool) -> Backend:
     p = Path(path)
-    if p.suffix == ".gguf":
-        return LlamaCppBackend(p, threads, n_ctx)
-    return TransformersBackend(p)
+    if p.suffix != ".gguf":
+        return TransformersBackend(p)
+    if binding == "cyllama":
+        from query.cyllama_backend import CyllamaBackend
+
+        return CyllamaBackend(p, threads=threads, prompt_threads=prompt_threads, n_ctx=n_ctx,
+                              n_batch=n_batch, prefix_cache=prefix_cache)
+    return LlamaCppBackend(p, threads, n_ctx, prompt_threads=prompt_threads, n_batch=n_batch)
+
+
+def local_backend(settings: Settings) -> Backend:
+    """The in-process model the settings name (loaded once per process)."""
+    from query.local_models import local_model_path
+
+    path = local_model_path(settings)
+    binding = gguf_binding(settings.llm_binding) if path.suffix == ".gguf" else "transformers"
+    threads, prompt_threads = llm_threads(settings)
+    return _local_backend(str(path), binding, threads, prompt_threads, settings.llm_context_tokens,
+                          settings.llm_batch, settings.llm_prefix_cache)
 
 
 def get_backend(settings: Settings, name: str | None = None) -> Backend | None:
@@ -208,10 +252,7 @@ def get_backend(settings: Settings, name: str | None = None) -> Backend | None:
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
         return OpenAIBackend(settings.llm_url, settings.llm_model, key, settings.llm_timeout)
     if name == "local":
-        from query.local_models import local_model_path
-
-        path = local_model_path(settings)
-        return _local_backend(str(path), settings.torch_threads, settings.llm_context_tokens)
+        return local_backend(settings)
     raise ConfigError(f"unknown ESRAG_LLM_BACKEND {name!r}; use extractive, openai or local")
 
 
@@ -307,6 +348,8 @@ def ask_stream(
     if first is not None:
         timings["first_token_ms"] = round((first - tg) * 1000, 2)
     timings["pieces"] = tokens
+    if model is not None and getattr(model, "last_prefill_tokens", None) is not None:
+        timings["prefill_tokens"] = model.last_prefill_tokens  # prompt tokens not reused from the last one
     answer = Answer(
         answer="".join(parts).strip(), citations=parser.citations(), removed_citations=parser.removed,
         timings_ms=timings, backend=model.name if model is not None else "extractive",

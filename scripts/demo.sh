@@ -8,4 +8,9 @@ DOCS=/usr/share/doc/python3.11/html
 export ESRAG_INDEX=${ESRAG_INDEX:-esrag-demo}
 .venv/bin/esrag ingest "$DOCS/faq" "$DOCS/tutorial" --json > /tmp/esrag-demo-ingest.json
 echo "ingested: $(cat /tmp/esrag-demo-ingest.json)"
+# The answer is written by the packaged local LLM (Qwen2.5-Coder-0.5B-Instruct, run by llama.cpp
+# in-process); ESRAG_LLM_BACKEND=extractive answers with extracted sentences instead.
+export ESRAG_LLM_BACKEND=${ESRAG_LLM_BACKEND:-local}
+echo "question: $QUESTION"
+echo "answer ($ESRAG_LLM_BACKEND backend; the model loads first):"
 .venv/bin/esrag ask "$QUESTION"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what esrag needs on a fresh Debian machine; safe to run again (fast when done).
-#   scripts/setup.sh demo   what `make demo` needs: services, docs corpus, esrag and its default models
+#   scripts/setup.sh demo   what `make demo` needs: services, docs corpus, esrag and its default models,
+#                           and the demo's LLM (llama.cpp itself comes prebuilt in cyllama's wheel)
 #   scripts/setup.sh [test] everything: also the dev extra (llama.cpp server build, Playwright),
 #                           Chromium for the browser tests, and the test models of scripts/models.txt
 set -euo pipefail

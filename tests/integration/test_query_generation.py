@@ -17,7 +17,7 @@ from esrag.embedder import resolve_model_path
 from esrag.errors import ServiceUnavailable
 from esrag.settings import load_settings
 from query.citations import NOT_FOUND
-from query.generation import ask, ask_stream, packaged_gguf
+from query.generation import ask, ask_stream, get_backend, packaged_gguf
 from query.local_models import SMOLLM2
 
 Q = "What temperature should bread be baked at?"
@@ -133,17 +133,36 @@ def test_openai_backend_down(corpus):
         ask(settings, Q, k=1)
 
 
-def test_local_gguf_backend(corpus):
+@pytest.mark.parametrize("binding", ["llama-cpp-python", "cyllama"])
+def test_local_gguf_backend(corpus, binding):
     settings = load_settings(index=corpus.index, llm_backend="local", llm_local_model=SMOLLM2,
-                             llm_max_tokens=32)
+                             llm_max_tokens=32, llm_binding=binding, llm_threads=1)
     answer = ask(settings, Q, k=2, reasoning=True)
     # what the filter keeps aside is exact in tests/integration/test_llm_http_errors.py; a small
     # model may or may not write a reasoning block, but none may reach the answer
     assert answer.backend == "local" and answer.reasoning is not None
+    assert get_backend(settings).binding == binding
     check_citations(answer, cited=False)
     assert "<reasoning>" not in answer.answer and "</reasoning>" not in answer.answer
     plain = ask(settings, Q, k=2)
     assert plain.reasoning is None  # only asked-for reasoning is reported
+
+
+def test_cyllama_reuses_the_prompt_prefix(corpus):
+    settings = load_settings(index=corpus.index, llm_backend="local", llm_local_model=SMOLLM2,
+                             llm_max_tokens=24, llm_binding="cyllama", llm_threads=1, citation_check="off")
+    first = ask(settings, Q, k=2)
+    again = ask(settings, "How long should bread bake?", k=2)
+    # the second prompt shares at least the system prompt with the first: only the rest is decoded
+    assert 0 < again.timings_ms["prefill_tokens"] < again.timings_ms["prompt_tokens"] - 50
+    cold = load_settings(index=corpus.index, llm_backend="local", llm_local_model=SMOLLM2, llm_max_tokens=24,
+                         llm_binding="cyllama", llm_threads=1, citation_check="off", llm_prefix_cache=False)
+    repeat = ask(cold, "How long should bread bake?", k=2)
+    assert repeat.timings_ms["prefill_tokens"] >= repeat.timings_ms["prompt_tokens"]
+    # greedy text may differ in a token or two (the suffix is decoded in a batch of another
+    # shape), but both are the model's own words, never template tokens
+    for answer in (first, again, repeat):
+        assert answer.answer.strip() and "<|im_" not in answer.answer and answer.backend == "local"
 
 
 def test_local_transformers_backend(corpus, tmp_path):
