@@ -55,7 +55,8 @@ def test_eval_can_sweep_oversample() -> None:
     key, values = parse_sweep("knn_oversample=0,3")
     assert (key, values) == ("knn_oversample", ["0", "3"])
     assert with_settings(load_settings(), knn_oversample="3").knn_oversample == 3.0
-    with pytest.raises(ConfigError, match=r"^invalid setting ESRAG_KNN_OVERSAMPLE: Value error, must be 0 \(off\) or between 1 and 10$"):
+    message = r"^invalid setting ESRAG_KNN_OVERSAMPLE: Value error, must be 0 \(off\) or between 1 and 10$"
+    with pytest.raises(ConfigError, match=message):
         with_settings(load_settings(), knn_oversample="0.5")
 
 
