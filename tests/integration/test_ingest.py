@@ -106,6 +106,7 @@ def test_every_loader_indexes_exact_fields(es: Elasticsearch, settings: Settings
                 counter,
                 max_tokens=settings.chunk_max_tokens,
                 overlap=settings.chunk_overlap_tokens,
+                min_tokens=settings.chunk_min_tokens,
                 model_max_tokens=256,
             )
             stored = sorted(by_doc[doc.doc_id], key=lambda c: c["chunk_no"])
