@@ -3,8 +3,8 @@
 The main content is the page's ``<main>``, ``[role=main]`` or single ``<article>``; on pages
 without one, the body minus its boilerplate: header, footer, navigation, sidebars, ARIA
 banner/navigation/search roles, and elements whose class or id names a menu, sidebar,
-cookie banner, breadcrumb, share bar or comment section (or DocBook's navheader/navfooter). Scripts, forms and permalink
-anchors are dropped everywhere; ``<pre>`` keeps its line breaks.
+cookie banner, breadcrumb, share bar or comment section (or DocBook's navheader/navfooter).
+Scripts, forms and permalink anchors are dropped everywhere; ``<pre>`` keeps its line breaks.
 """
 
 from __future__ import annotations
