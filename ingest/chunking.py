@@ -268,10 +268,12 @@ class _Group:
     budget: int
     room: int
     units: list[_Unit]
+    tokens: int = 0
 
-    @property
-    def tokens(self) -> int:
-        return sum(u.tokens for u in self.units)
+    def extend(self, units: list[_Unit]) -> None:
+        """Append units (in place: a long run of small sections stays linear)."""
+        self.units.extend(units)
+        self.tokens += sum(u.tokens for u in units)
 
 
 def _groups(
@@ -300,24 +302,27 @@ def _groups(
         room = model_max_tokens - SPECIAL_TOKENS - (min(ctx_n + 1, MAX_CONTEXT_TOKENS) if ctx else 0)
         budget = max(1, min(max_tokens, max(room, 8)))
         if pending is None:
-            group = _Group(start, end, path, ctx, budget, room, _units(doc.text, start, end, budget, counter,
-                                                                       deadline))
+            group = _Group(start, end, path, ctx, budget, room, [])
+            group.extend(_units(doc.text, start, end, budget, counter, deadline))
         else:  # the small sections before join this one, its heading included
-            group = _Group(pending.start, end, path, ctx, budget, room, pending.units + _units(
-                doc.text, pending.end, end, budget, counter, deadline))
+            group = pending
+            group.extend(_units(doc.text, group.end, end, budget, counter, deadline))
+            group.end, group.path, group.ctx, group.budget, group.room = end, path, ctx, budget, room
         pending = None
         if group.tokens >= min_tokens:
             groups.append(group)
-        elif head < group.start:  # too small: it joins the next section, its own heading included
-            group.units = _units(doc.text, head, group.start, budget, counter, deadline) + group.units
-            group.start = head
-            pending = group
-        else:
+        else:  # too small: it joins the next section, its own heading included
+            if head < group.start:
+                own = group.units
+                group.units, group.tokens = [], 0
+                group.extend(_units(doc.text, head, group.start, budget, counter, deadline))
+                group.extend(own)
+                group.start = head
             pending = group
     if pending is not None:
         if groups:  # the last section is small: it joins the one before
             last = groups[-1]
-            last.units += _units(doc.text, last.end, pending.end, last.budget, counter, deadline)
+            last.extend(_units(doc.text, last.end, pending.end, last.budget, counter, deadline))
             last.end = pending.end
         elif pending.units:
             groups.append(pending)
