@@ -269,6 +269,7 @@ class _Group:
     room: int
     units: list[_Unit]
     tokens: int = 0
+    head: int = 0  # where the first section's heading starts (its text joins with the section)
 
     def extend(self, units: list[_Unit]) -> None:
         """Append units (in place: a long run of small sections stays linear)."""
@@ -304,20 +305,19 @@ def _groups(
         if pending is None:
             group = _Group(start, end, path, ctx, budget, room, [])
             group.extend(_units(doc.text, start, end, budget, counter, deadline))
-        else:  # the small sections before join this one, its heading included
+        else:  # the small sections before join this one, their headings and its own included
             group = pending
+            if group.head < group.start:
+                own, group.units, group.tokens = group.units, [], 0
+                group.extend(_units(doc.text, group.head, group.start, group.budget, counter, deadline) + own)
+                group.start = group.head
             group.extend(_units(doc.text, group.end, end, budget, counter, deadline))
             group.end, group.path, group.ctx, group.budget, group.room = end, path, ctx, budget, room
         pending = None
         if group.tokens >= min_tokens:
             groups.append(group)
-        else:  # too small: it joins the next section, its own heading included
-            if head < group.start:
-                own = group.units
-                group.units, group.tokens = [], 0
-                group.extend(_units(doc.text, head, group.start, budget, counter, deadline))
-                group.extend(own)
-                group.start = head
+        else:  # too small: it joins the next section
+            group.head = min(head, group.start)
             pending = group
     if pending is not None:
         if groups:  # the last section is small: it joins the one before
@@ -334,10 +334,11 @@ def chunk_document(
     model_max_tokens: int, deadline: float | None = None,
 ) -> list[Chunk]:
     """The chunks of ``doc``, numbered from 0 in text order; none under ``min_tokens`` tokens
-    unless the whole document is that small (0: no merging).
+    (at most half of ``max_tokens``; 0: no merging) unless the whole document is that small.
 
     Raises ChunkingTimeout when ``time.monotonic()`` passes ``deadline`` before the end.
     """
+    min_tokens = min(min_tokens, max_tokens // 2)  # small budgets keep room for whole chunks
     chunks: list[Chunk] = []
     for g in _groups(doc, counter, max_tokens, min_tokens, model_max_tokens, deadline):
         units = g.units
