@@ -330,3 +330,10 @@ def test_merging_never_goes_past_what_the_model_embeds():
 def test_a_whole_document_under_the_minimum_is_one_chunk():
     out = chunks_of(doc("Yes."), min_tokens=16)
     assert [(c.text, c.start, c.end) for c in out] == [("Yes.", 0, 4)]
+
+
+def test_the_minimum_is_at_most_half_the_budget():
+    # ESRAG_CHUNK_MAX_TOKENS=8 with the default minimum of 16: 4 is used, chunks of 8 stay whole
+    text = "aa bb cc dd ee ff gg hh\n\nii jj kk ll mm\n\nnn oo pp"
+    out = chunks_of(doc(text), max_tokens=8, min_tokens=16)
+    assert [c.text for c in out] == ["aa bb cc dd ee ff gg hh", "ii jj kk ll mm\n\nnn oo pp"]
