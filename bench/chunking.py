@@ -73,6 +73,7 @@ def time_chunking(path: Path, settings: object, counter: object, model_max: int)
     t1 = time.perf_counter()
     chunks = chunk_document(doc, counter, max_tokens=settings.chunk_max_tokens,  # type: ignore[attr-defined]
                             overlap=settings.chunk_overlap_tokens,  # type: ignore[attr-defined]
+                            min_tokens=settings.chunk_min_tokens,  # type: ignore[attr-defined]
                             model_max_tokens=model_max)
     t2 = time.perf_counter()
     mib = path.stat().st_size / 2**20

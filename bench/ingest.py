@@ -109,7 +109,8 @@ def child_bare(folders: list[str], sample: int, embedder=None) -> dict:
             if hasattr(doc, "text"):
                 inputs += [c.embed_input() for c in chunk_document(
                     doc, counter, max_tokens=settings.chunk_max_tokens,
-                    overlap=settings.chunk_overlap_tokens, model_max_tokens=embedder.max_seq_length)]
+                    overlap=settings.chunk_overlap_tokens, min_tokens=settings.chunk_min_tokens,
+                    model_max_tokens=embedder.max_seq_length)]
     parse_chunk_seconds = time.perf_counter() - t0
     total = len(inputs)
     if sample and sample < total:

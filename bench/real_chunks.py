@@ -84,6 +84,7 @@ def chunk_texts(docs: list[Path], max_chunks: int, max_tokens: int,
             if not isinstance(doc, Document):
                 continue
             for c in chunk_document(doc, counter, max_tokens=max_tokens, overlap=overlap,
+                                    min_tokens=settings.chunk_min_tokens,
                                     model_max_tokens=embedder.max_seq_length):
                 texts.append(c.text)
                 inputs.append(c.embed_input())

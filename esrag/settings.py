@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # Chunking and loading
     chunk_max_tokens: int = Field(200, ge=16)
     chunk_overlap_tokens: int = Field(32, ge=0)
+    # a chunk under this many tokens joins its neighbour (0: off; at most half of chunk_max_tokens
+    # is used); docs/QUALITY.md says why 16
+    chunk_min_tokens: int = Field(16, ge=0)
     max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)
     bulk_max_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     # chunking gets the parse budget, stretched for large documents to what a chunker of this

@@ -7,6 +7,14 @@ to the token budget, preferring to end a chunk at a paragraph boundary, and cons
 chunks of a section share trailing units up to the overlap budget. Every chunk is a
 contiguous span: ``chunk.text == document.text[chunk.start:chunk.end]``.
 
+No near-empty chunks (``min_tokens``, ESRAG_CHUNK_MIN_TOKENS): a section with fewer tokens
+than that (a chapter title left on its own by a page's navigation header, a heading with no
+body) joins the following section, the heading between them included in the span; the
+last section of a document joins the one before. A section's last chunk whose own text
+(beyond the overlap it repeats) is that small is merged back into the chunk before when
+the merged chunk still fits the model. A chunk may so exceed the token budget, by less
+than ``min_tokens``; a document whose whole text is that small stays one chunk.
+
 Every step is linear in the input: the separators are regular expressions that never
 rescan a whitespace run (no open-ended whitespace pattern in front of a required
 character), and the loops
@@ -205,12 +213,20 @@ def _units(
 
 
 def _pack(
-    units: list[_Unit], budget: int, overlap: int, deadline: float | None = None
+    units: list[_Unit], budget: int, overlap: int, deadline: float | None = None, *,
+    min_tokens: int = 0, cap: int = 0,
 ) -> list[tuple[int, int]]:
-    """Index ranges [i, j) of units forming each chunk."""
+    """Index ranges [i, j) of units forming each chunk.
+
+    A chunk under ``min_tokens`` tokens takes the next unit too, and a rest under
+    ``min_tokens`` stays with the chunk before it, when the chunk then holds at most ``cap``.
+    """
+    n = len(units)
+    pre = [0] * (n + 1)  # pre[k]: tokens of units[:k]
+    for k, u in enumerate(units):
+        pre[k + 1] = pre[k] + u.tokens
     out = []
     i = 0
-    n = len(units)
     while i < n:
         _check(deadline)
         j, tokens = i, 0
@@ -226,6 +242,10 @@ def _pack(
                     best = k + 1
             if best is not None:
                 j = best
+        if j < n and pre[j] - pre[i] < min_tokens and pre[j + 1] - pre[i] <= cap:
+            j += 1  # too small to stand alone (a short paragraph before a long one): take the next unit
+        if j < n and pre[n] - pre[j] < min_tokens and pre[n] - pre[i] <= cap:
+            j = n  # the rest is too small to stand alone: it stays with this chunk
         out.append((i, j))
         if j >= n:
             break
@@ -237,28 +257,97 @@ def _pack(
     return out
 
 
+@dataclass
+class _Group:
+    """Consecutive sections chunked together: their span, the last one's heading path."""
+
+    start: int
+    end: int
+    path: tuple[str, ...]
+    ctx: str
+    budget: int
+    room: int
+    units: list[_Unit]
+    tokens: int = 0
+    head: int = 0  # where the first section's heading starts (its text joins with the section)
+
+    def extend(self, units: list[_Unit]) -> None:
+        """Append units (in place: a long run of small sections stays linear)."""
+        self.units.extend(units)
+        self.tokens += sum(u.tokens for u in units)
+
+
+def _groups(
+    doc: Document, counter: TokenCounter, max_tokens: int, min_tokens: int, model_max_tokens: int,
+    deadline: float | None,
+) -> list[_Group]:
+    """The sections of ``doc`` with every one under ``min_tokens`` joined to its neighbour."""
+    heads = sorted(doc.headings, key=lambda h: h.start)
+    # (heading start, body start, end, path); the text before the first heading has no heading
+    secs = [(h0, a, b, path) for h0, (a, b, path) in zip([0] + [h.start for h in heads], sections(doc),
+                                                           strict=True)]
+    if min_tokens <= 0:  # no merging: every section with text stands alone
+        secs = [sec for sec in secs if doc.text[sec[1]:sec[2]].strip()]
+    elif not doc.text[secs[0][1]:secs[0][2]].strip():
+        secs = secs[1:]  # nothing before the first heading: not a section to join
+    contexts = [context_line(doc.title, sec[3]) for sec in secs]
+    ctx_tokens = counter.count(contexts)
+    groups: list[_Group] = []
+    pending: _Group | None = None
+    for k, ((head, start, end, path), ctx, ctx_n) in enumerate(zip(secs, contexts, ctx_tokens, strict=True)):
+        if k + 1 < len(secs) and not doc.text[start:end].strip() and (
+                pending is not None or secs[k + 1][3][:len(path)] == path):
+            # a heading with no body: over a subsection it is in the subsection's context, after
+            # a small section it joins the next section with a body, as the small one does
+            continue
+        room = model_max_tokens - SPECIAL_TOKENS - (min(ctx_n + 1, MAX_CONTEXT_TOKENS) if ctx else 0)
+        budget = max(1, min(max_tokens, max(room, 8)))
+        if pending is None:
+            group = _Group(start, end, path, ctx, budget, room, [])
+            group.extend(_units(doc.text, start, end, budget, counter, deadline))
+        else:  # the small sections before join this one, their headings and its own included
+            group = pending
+            if group.head < group.start:
+                own, group.units, group.tokens = group.units, [], 0
+                group.extend(_units(doc.text, group.head, group.start, group.budget, counter, deadline) + own)
+                group.start = group.head
+            group.extend(_units(doc.text, group.end, end, budget, counter, deadline))
+            group.end, group.path, group.ctx, group.budget, group.room = end, path, ctx, budget, room
+        pending = None
+        if group.tokens >= min_tokens:
+            groups.append(group)
+        else:  # too small: it joins the next section
+            group.head = min(head, group.start)
+            pending = group
+    if pending is not None:
+        if groups:  # the last section is small: it joins the one before
+            last = groups[-1]
+            last.extend(_units(doc.text, last.end, pending.end, last.budget, counter, deadline))
+            last.end = pending.end
+        elif pending.units:
+            groups.append(pending)
+    return groups
+
+
 def chunk_document(
-    doc: Document, counter: TokenCounter, *, max_tokens: int, overlap: int, model_max_tokens: int,
-    deadline: float | None = None,
+    doc: Document, counter: TokenCounter, *, max_tokens: int, overlap: int, min_tokens: int,
+    model_max_tokens: int, deadline: float | None = None,
 ) -> list[Chunk]:
-    """The chunks of ``doc``, numbered from 0 in text order.
+    """The chunks of ``doc``, numbered from 0 in text order; none under ``min_tokens`` tokens
+    (at most half of ``max_tokens``; 0: no merging) unless the whole document is that small.
 
     Raises ChunkingTimeout when ``time.monotonic()`` passes ``deadline`` before the end.
     """
-    secs = [s for s in sections(doc) if doc.text[s[0]:s[1]].strip()]
-    contexts = [context_line(doc.title, path) for _, _, path in secs]
-    ctx_tokens = counter.count([c for c in contexts])
+    min_tokens = min(min_tokens, max_tokens // 2)  # small budgets keep room for whole chunks
     chunks: list[Chunk] = []
-    for (start, end, path), ctx, ctx_n in zip(secs, contexts, ctx_tokens, strict=True):
-        room = model_max_tokens - SPECIAL_TOKENS - min(ctx_n + 1, MAX_CONTEXT_TOKENS) if ctx else (
-            model_max_tokens - SPECIAL_TOKENS
-        )
-        budget = max(1, min(max_tokens, max(room, 8)))
-        units = _units(doc.text, start, end, budget, counter, deadline)
-        for i, j in _pack(units, budget, min(overlap, budget // 2), deadline):
+    for g in _groups(doc, counter, max_tokens, min_tokens, model_max_tokens, deadline):
+        units = g.units
+        cap = min(g.budget + max(min_tokens - 1, 0), max(g.room, g.budget))
+        for i, j in _pack(units, g.budget, min(overlap, g.budget // 2), deadline, min_tokens=min_tokens,
+                          cap=cap):
             a, b = units[i].start, units[j - 1].end
             chunks.append(Chunk(
-                chunk_no=len(chunks), start=a, end=b, text=doc.text[a:b], headings=path,
-                context=ctx, tokens=sum(u.tokens for u in units[i:j]),
+                chunk_no=len(chunks), start=a, end=b, text=doc.text[a:b], headings=g.path,
+                context=g.ctx, tokens=sum(u.tokens for u in units[i:j]),
             ))
     return chunks

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Bump when chunking changes in a way that must re-chunk (and re-embed) everything.
-CHUNKER_VERSION = 1
+# Bump when chunking changes in a way that must re-chunk (and re-embed) everything: it is part
+# of every document's hash, so the next ingest redoes each document and deletes its old chunks.
+# 2: small sections and small section tails join their neighbour (ESRAG_CHUNK_MIN_TOKENS).
+CHUNKER_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -70,10 +72,11 @@ def chunk_prefix(doc: Document, id_scope: str) -> str:
     return doc.doc_id
 
 
-def doc_hash(doc: Document, *, model: str, max_tokens: int, overlap: int, stem_language: str) -> str:
+def doc_hash(doc: Document, *, model: str, max_tokens: int, overlap: int, min_tokens: int,
+             stem_language: str) -> str:
     """Hash of everything that decides a document's chunks and vectors (not its mtime)."""
     payload = {
-        "v": CHUNKER_VERSION, "model": model, "max": max_tokens, "overlap": overlap,
+        "v": CHUNKER_VERSION, "model": model, "max": max_tokens, "overlap": overlap, "min": min_tokens,
         "stem": stem_language, "source": doc.source, "title": doc.title,
         "content_type": doc.content_type, "meta": doc.metadata, "text": doc.text,
     }

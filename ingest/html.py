@@ -3,8 +3,8 @@
 The main content is the page's ``<main>``, ``[role=main]`` or single ``<article>``; on pages
 without one, the body minus its boilerplate: header, footer, navigation, sidebars, ARIA
 banner/navigation/search roles, and elements whose class or id names a menu, sidebar,
-cookie banner, breadcrumb, share bar or comment section. Scripts, forms and permalink
-anchors are dropped everywhere; ``<pre>`` keeps its line breaks.
+cookie banner, breadcrumb, share bar or comment section (or DocBook's navheader/navfooter).
+Scripts, forms and permalink anchors are dropped everywhere; ``<pre>`` keeps its line breaks.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ BLOCK = {
     "address", "hr", "caption", "body", "html", "header", "footer", "center",
 }
 HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
-DROP_CLASSES = {"headerlink", "sphinxsidebar", "related", "navigation", "breadcrumb", "skip-link"}
+# navheader/navfooter: DocBook XSL's Prev/Next tables, which repeat the chapter title as text
+DROP_CLASSES = {"headerlink", "sphinxsidebar", "related", "navigation", "breadcrumb", "skip-link",
+                "navheader", "navfooter"}
 _BOILERPLATE = re.compile(
     r"(^|[\s_-])(nav|navbar|menu|sidebar|footer|header|cookie|consent|banner|breadcrumbs?|share|"
     r"social|comments?|advert|ads|related|skip)($|[\s_-])",

@@ -180,7 +180,7 @@ class _Run:
                 d.doc_id = stamped_doc_id(d.doc_id, self.stamp)
         model = self.embedder.info.name
         hashes = [doc_hash(d, model=model, max_tokens=s.chunk_max_tokens, overlap=s.chunk_overlap_tokens,
-                           stem_language=s.stem_language) for d in docs]
+                           min_tokens=s.chunk_min_tokens, stem_language=s.stem_language) for d in docs]
         keys = [doc_key(d, s.id_scope) for d in docs]
         stored = existing.doc_hashes(self.client, self.index, keys)
         todo = []
@@ -202,7 +202,8 @@ class _Run:
             deadline = time.monotonic() + budget if s.parse_timeout else None
             try:
                 chunks = chunk_document(doc, self.counter, max_tokens=s.chunk_max_tokens,
-                                        overlap=s.chunk_overlap_tokens, model_max_tokens=self.model_max,
+                                        overlap=s.chunk_overlap_tokens, min_tokens=s.chunk_min_tokens,
+                                        model_max_tokens=self.model_max,
                                         deadline=deadline)
             except ChunkingTimeout:
                 self.fail_and_remove(label, f"chunking took over {budget:.0f} s (ESRAG_PARSE_TIMEOUT, "

@@ -81,7 +81,8 @@ HTML_PAGE = """<!DOCTYPE html>
 <div class="sidebar">Sidebar advert text</div>
 <main>
 <h1>Green tea<a class="headerlink" href="#g">¶</a></h1>
-<p>Green tea is made from leaves that are <b>not oxidised</b>.</p>
+<p>Green tea is made from leaves that are <b>not oxidised</b>, so they keep their colour
+and a fresh taste.</p>
 <h2>Brewing</h2>
 <p>Use water at 80 degrees for two minutes.</p>
 <pre>steep(leaves, minutes=2)

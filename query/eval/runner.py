@@ -19,11 +19,11 @@ DOC_DEPTH = 100          # documents per query in the run (Recall@100)
 CHUNK_DEPTH = 300        # chunks retrieved per query, collapsed to at most DOC_DEPTH documents
 # Settings that change what is indexed: sweeping them re-ingests into a separate index.
 REINGEST_KEYS = frozenset({
-    "chunk_max_tokens", "chunk_overlap_tokens", "embed_model", "embed_model_path",
+    "chunk_max_tokens", "chunk_overlap_tokens", "chunk_min_tokens", "embed_model", "embed_model_path",
     "text_analyzer", "stem_language", "vector_index_type", "embed_runtime", "embed_precision",
 })
 SWEEP_KEYS = frozenset({
-    "chunk_max_tokens", "chunk_overlap_tokens", "fusion", "rrf_k", "hybrid_weight_dense",
+    "chunk_max_tokens", "chunk_overlap_tokens", "chunk_min_tokens", "fusion", "rrf_k", "hybrid_weight_dense",
     "num_candidates", "rerank_depth", "hybrid_window", "embed_model", "text_analyzer",
     "embed_runtime", "embed_precision", "knn_oversample",
 })

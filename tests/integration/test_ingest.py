@@ -20,10 +20,13 @@ from ingest.loaders import load_file
 from ingest.pipeline import ingest_files
 from ingest.sources import expand_paths
 
-MD = (
-    "# Tea\n\nTea is an aromatic beverage.\n\n## Black tea\n\nBlack tea is fully oxidised.\n\n"
-    "## Oolong\n\nOolong is partly oxidised.\n"
-)
+# every section long enough (ESRAG_CHUNK_MIN_TOKENS) to be a chunk of its own
+TEA = "Tea is an aromatic beverage made by pouring hot water over the cured leaves of the tea plant."
+BLACK = "Black tea is fully oxidised before it is dried, which gives it a dark colour and a strong taste."
+OOLONG = "Oolong is partly oxidised, somewhere between green tea and black tea in its colour and its taste."
+RED = "Black tea is called red tea in China, after the colour of the drink rather than of the leaves."
+GREEN = "Green tea is made from leaves that are not oxidised, so they keep their colour and a fresh taste."
+MD = f"# Tea\n\n{TEA}\n\n## Black tea\n\n{BLACK}\n\n## Oolong\n\n{OOLONG}\n"
 
 
 def _all_chunks(es: Elasticsearch, settings: Settings) -> dict[str, dict]:
@@ -106,6 +109,7 @@ def test_every_loader_indexes_exact_fields(es: Elasticsearch, settings: Settings
                 counter,
                 max_tokens=settings.chunk_max_tokens,
                 overlap=settings.chunk_overlap_tokens,
+                min_tokens=settings.chunk_min_tokens,
                 model_max_tokens=256,
             )
             stored = sorted(by_doc[doc.doc_id], key=lambda c: c["chunk_no"])
@@ -127,13 +131,13 @@ def test_every_loader_indexes_exact_fields(es: Elasticsearch, settings: Settings
     )
     md = sorted(by_doc[path_doc_id(root / "tea.md")], key=lambda c: c["chunk_no"])
     assert [(c["text"], c["headings"]) for c in md] == [
-        ("Tea is an aromatic beverage.", ["Tea"]),
-        ("Black tea is fully oxidised.", ["Tea", "Black tea"]),
-        ("Oolong is partly oxidised.", ["Tea", "Oolong"]),
+        (TEA, ["Tea"]),
+        (BLACK, ["Tea", "Black tea"]),
+        (OOLONG, ["Tea", "Oolong"]),
     ]
     page = sorted(by_doc[path_doc_id(root / "page.html")], key=lambda c: c["chunk_no"])
     assert [(c["title"], c["text"], c["headings"]) for c in page] == [
-        ("Tea Guide", "Green tea is made from leaves that are not oxidised.", ["Green tea"]),
+        ("Tea Guide", GREEN, ["Green tea"]),
         (
             "Tea Guide",
             "Use water at 80 degrees for two minutes.\n\nsteep(leaves, minutes=2)\npour()\n\n"
@@ -208,11 +212,11 @@ def test_changed_document_replaces_its_chunks(es: Elasticsearch, settings: Setti
     before = {cid for cid, c in _all_chunks(es, settings).items() if c["doc_id"] == tid}
     assert len(before) == 3
     tea.write_text(
-        "# Tea\n\nTea is an aromatic beverage.\n\n## Black tea\n\nBlack tea is called red tea in China.\n"
+        f"# Tea\n\n{TEA}\n\n## Black tea\n\n{RED}\n"
     )
     summary = ingest_files([tea, other], settings)
-    old_first = chunk_id(tid, 0, chunk_hash("Tea is an aromatic beverage.", "Tea"))
-    new_second = chunk_id(tid, 1, chunk_hash("Black tea is called red tea in China.", "Tea > Black tea"))
+    old_first = chunk_id(tid, 0, chunk_hash(TEA, "Tea"))
+    new_second = chunk_id(tid, 1, chunk_hash(RED, "Tea > Black tea"))
     after = {cid for cid, c in _all_chunks(es, settings).items() if c["doc_id"] == tid}
     assert after == {old_first, new_second}
     assert old_first in before and new_second not in before

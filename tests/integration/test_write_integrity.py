@@ -50,6 +50,7 @@ def _expected_ids(files: list[Path], settings: Settings) -> set[str]:
             assert isinstance(doc, Document)
             for c in chunk_document(doc, counter, max_tokens=settings.chunk_max_tokens,
                                     overlap=settings.chunk_overlap_tokens,
+                                    min_tokens=settings.chunk_min_tokens,
                                     model_max_tokens=embedder.max_seq_length):
                 out.add(chunk_id(chunk_prefix(doc, settings.id_scope), c.chunk_no,
                                  chunk_hash(c.text, c.context)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -27,9 +28,10 @@ def doc(text, headings=(), title=""):
     )
 
 
-def chunks_of(d, max_tokens=10, overlap=0, model_max=512):
+def chunks_of(d, max_tokens=10, overlap=0, model_max=512, min_tokens=0):
     return chunk_document(
-        d, WordCounter(), max_tokens=max_tokens, overlap=overlap, model_max_tokens=model_max
+        d, WordCounter(), max_tokens=max_tokens, overlap=overlap, min_tokens=min_tokens,
+        model_max_tokens=model_max,
     )
 
 
@@ -144,7 +146,8 @@ def test_real_tokenizer_chunks_fit_and_match_offsets(real_counter):
     paragraph = " ".join(["Elasticsearch stores quantised vectors in an HNSW graph."] * 12)
     text = "\n\n".join([paragraph, "Short closing paragraph.", "x" * 3000 + " tail words here"])
     d = doc(text)
-    out = chunk_document(d, real_counter, max_tokens=40, overlap=8, model_max_tokens=256)
+    out = chunk_document(d, real_counter, max_tokens=40, overlap=8, min_tokens=0,
+                         model_max_tokens=256)
     for c in out:
         assert text[c.start : c.end] == c.text
         assert real_counter.count([c.text]) == [c.tokens]
@@ -188,9 +191,11 @@ def test_adversarial_whitespace_and_punctuation_chunk_in_bounded_time():
 @pytest.mark.timeout(120)
 def test_adversarial_text_with_the_real_tokenizer(real_counter):
     text = adversarial(1_000_000)
-    out = chunk_document(doc(text), real_counter, max_tokens=200, overlap=32, model_max_tokens=256)
+    out = chunk_document(doc(text), real_counter, max_tokens=200, overlap=32, min_tokens=16,
+                         model_max_tokens=256)
     assert out and out[0].text.startswith("start")
-    assert all(c.tokens <= 200 for c in out)
+    # no chunk under the minimum; a merged one exceeds the budget by less than the minimum
+    assert all(16 <= c.tokens <= 200 + 15 for c in out)
 
 
 @pytest.mark.timeout(60)
@@ -215,5 +220,120 @@ def test_chunking_past_its_deadline_raises():
     from ingest.chunking import ChunkingTimeout
 
     with pytest.raises(ChunkingTimeout):
-        chunk_document(doc("a b c. d e f."), WordCounter(), max_tokens=4, overlap=0, model_max_tokens=512,
+        chunk_document(doc("a b c. d e f."), WordCounter(), max_tokens=4, overlap=0, min_tokens=0,
+                       model_max_tokens=512,
                        deadline=time.monotonic() - 1)
+
+
+# -- no title-only or near-empty chunks (ESRAG_CHUNK_MIN_TOKENS) --------------------------------
+
+DOCBOOK = Path(__file__).resolve().parents[1] / "data" / "docbook" / "ch09.en.html"
+CH9 = "Chapter 9. Keeping the system up-to-date"
+
+
+def test_docbook_page_has_no_title_only_chunk():
+    from ingest.loaders import load_file
+
+    d = next(iter(load_file(DOCBOOK, 10**7)))
+    assert d.text.startswith(f"{CH9}\n\nTable of Contents")  # the navheader's copy of the title is gone
+    assert "Prev" not in d.text and "Home" not in d.text  # and so is the navfooter
+    toc = ("Table of Contents\n\n9.1. Upgrades\n\n9.1.1. Security updates\n\n9.1.2. Point releases\n\n"
+           "9.2. Automatic updates")
+    security = ("Security updates are published for the stable release as soon as a fix is ready, and the "
+                "package manager installs them like any other upgrade.\n\nRun the upgrade command after "
+                "refreshing the package lists; it replaces every installed package that has a newer version.")
+    auto = ("The unattended upgrade service downloads and installs security updates every day; its log lists "
+            "each package it changed and when.")
+    # without a minimum: the table of contents (14 tokens) and a cross-reference (3) stand alone
+    old = [c.text for c in chunks_of(d, max_tokens=200, overlap=32)]
+    assert old == [toc, security, "See Section 9.2.", auto]
+    out = chunks_of(d, max_tokens=200, overlap=32, min_tokens=16)
+    # each small section joins the next one with a body, its own heading included
+    assert [(c.text, c.headings[1:], c.tokens) for c in out] == [
+        (f"{CH9}\n\n{toc}\n\n9.1. Upgrades\n\n9.1.1. Security updates\n\n{security}",
+         ("9.1. Upgrades", "9.1.1. Security updates"), 69),
+        (f"9.1.2. Point releases\n\nSee Section 9.2.\n\n9.2. Automatic updates\n\n{auto}",
+         ("9.2. Automatic updates",), 29),
+    ]
+    for c in out:
+        assert c.headings[0] == CH9
+        assert d.text[c.start:c.end] == c.text
+
+
+def test_title_left_before_the_first_heading_joins_the_following_text():
+    # what a page whose navigation header is not recognised gives: the title alone, then the chapter
+    body = "Keep the system current with the package manager's upgrade command."
+    text = f"{CH9}\n\nPrev Next\n\n{CH9}\n\n{body}"
+    heads = [Heading(len(f"{CH9}\n\nPrev Next\n\n"), len(f"{CH9}\n\nPrev Next\n\n{CH9}"), 1, CH9)]
+    d = doc(text, heads, title=CH9)
+    assert [c.text for c in chunks_of(d, max_tokens=40)] == [
+        f"{CH9}\n\nPrev Next", body,
+    ]
+    out = chunks_of(d, max_tokens=40, min_tokens=16)
+    assert [(c.text, c.headings, c.context, c.start, c.end) for c in out] == [
+        (text, (CH9,), CH9, 0, len(text)),
+    ]
+
+
+def test_heading_without_body_joins_the_following_section_but_a_parent_heading_stays_context():
+    text = ("# Guide\n\n## Install\n\n## Upgrade\n\none two three four five six\n\n## Remove\n\n"
+            "seven eight nine ten eleven")
+    d = doc(text, markdown_headings(text))
+    out = chunks_of(d, max_tokens=20, min_tokens=4)
+    # "Guide" has no body but its subsections carry it; "Install" has none and joins "Upgrade"
+    assert [(c.text, c.headings) for c in out] == [
+        ("## Install\n\n## Upgrade\n\none two three four five six", ("Guide", "Upgrade")),
+        ("seven eight nine ten eleven", ("Guide", "Remove")),
+    ]
+    old = [c.text for c in chunks_of(d, max_tokens=20)]
+    assert old == ["one two three four five six", "seven eight nine ten eleven"]
+
+
+def test_small_sections_chain_and_the_last_one_joins_the_one_before():
+    text = ("## A\n\none two three four five six seven eight\n\n## B\n\nsix\n\n## C\n\nseven eight\n\n"
+            "## D\n\nnine ten eleven twelve\n\n## E\n\nend")
+    d = doc(text, markdown_headings(text))
+    out = chunks_of(d, max_tokens=30, min_tokens=8)
+    # B (1 token; 3 with its heading) joins C: 7, still small, so both join D; E, the last
+    # section and small, joins D, the one before it
+    assert [(c.text, c.headings, c.tokens) for c in out] == [
+        ("one two three four five six seven eight", ("A",), 8),
+        ("## B\n\nsix\n\n## C\n\nseven eight\n\n## D\n\nnine ten eleven twelve\n\n## E\n\nend", ("D",), 16),
+    ]
+    for c in out:
+        assert text[c.start:c.end] == c.text
+    assert len(chunks_of(d, max_tokens=30)) == 5
+
+
+def test_a_small_tail_merges_back_and_a_small_head_takes_the_next_paragraph():
+    text = "aa bb cc dd ee ff gg hh\n\nii jj\n\nkk"
+    assert [c.text for c in chunks_of(doc(text), max_tokens=8)] == ["aa bb cc dd ee ff gg hh", "ii jj\n\nkk"]
+    out = chunks_of(doc(text), max_tokens=8, min_tokens=4)
+    assert [(c.text, c.tokens) for c in out] == [(text, 11)]  # 8 + a tail of 3: over the budget by 3
+    text = "aa\n\nbb cc dd ee ff gg hh ii\n\njj kk ll mm nn"
+    assert [c.text for c in chunks_of(doc(text), max_tokens=8)][0] == "aa"
+    out = chunks_of(doc(text), max_tokens=8, min_tokens=4)
+    assert [(c.text, c.tokens) for c in out] == [
+        ("aa\n\nbb cc dd ee ff gg hh ii", 9), ("jj kk ll mm nn", 5),
+    ]
+
+
+def test_merging_never_goes_past_what_the_model_embeds():
+    # room for 10 tokens of text: the 3-token tail cannot join a full chunk of 9 and stays alone
+    text = "aa bb cc dd ee ff gg hh ii\n\njj kk ll"
+    out = chunks_of(doc(text), max_tokens=9, min_tokens=4, model_max=12)
+    assert [c.text for c in out] == ["aa bb cc dd ee ff gg hh ii", "jj kk ll"]
+    out = chunks_of(doc(text), max_tokens=9, min_tokens=4, model_max=14)
+    assert [c.text for c in out] == [text]
+
+
+def test_a_whole_document_under_the_minimum_is_one_chunk():
+    out = chunks_of(doc("Yes."), min_tokens=16)
+    assert [(c.text, c.start, c.end) for c in out] == [("Yes.", 0, 4)]
+
+
+def test_the_minimum_is_at_most_half_the_budget():
+    # ESRAG_CHUNK_MAX_TOKENS=8 with the default minimum of 16: 4 is used, chunks of 8 stay whole
+    text = "aa bb cc dd ee ff gg hh\n\nii jj kk ll mm\n\nnn oo pp"
+    out = chunks_of(doc(text), max_tokens=8, min_tokens=16)
+    assert [c.text for c in out] == ["aa bb cc dd ee ff gg hh", "ii jj kk ll mm\n\nnn oo pp"]

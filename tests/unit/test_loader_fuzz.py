@@ -118,10 +118,11 @@ class _Words:
 
 @settings(max_examples=150, deadline=None)
 @given(text=st.text(st.characters(codec="utf-8"), min_size=1, max_size=3000),
-       max_tokens=st.integers(16, 64), overlap=st.integers(0, 20))
-def test_chunker_spans_are_exact_and_in_bounds(text, max_tokens, overlap):
+       max_tokens=st.integers(16, 64), overlap=st.integers(0, 20), min_tokens=st.integers(0, 8))
+def test_chunker_spans_are_exact_and_in_bounds(text, max_tokens, overlap, min_tokens):
     doc = Document(doc_id="d", source="/x", title="t", content_type="text/plain", text=text)
-    chunks = chunk_document(doc, _Words(), max_tokens=max_tokens, overlap=overlap, model_max_tokens=512)
+    chunks = chunk_document(doc, _Words(), max_tokens=max_tokens, overlap=overlap, min_tokens=min_tokens,
+                            model_max_tokens=512)
     for n, c in enumerate(chunks):
         assert c.chunk_no == n
         assert 0 <= c.start < c.end <= len(text)
@@ -167,5 +168,34 @@ def test_chunker_spans_are_exact_on_large_inputs(text, max_tokens, overlap):
 def test_chunker_one_long_line_without_spaces():
     text = "x" * 2_000_000
     doc = Document(doc_id="d", source="/x", title="t", content_type="text/plain", text=text)
-    chunks = chunk_document(doc, _Words(), max_tokens=64, overlap=8, model_max_tokens=512)
+    chunks = chunk_document(doc, _Words(), max_tokens=64, overlap=8, min_tokens=16, model_max_tokens=512)
     assert "".join(c.text for c in chunks) == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(sections=st.lists(st.tuples(st.integers(1, 3), st.lists(st.integers(0, 12), max_size=4)), max_size=12),
+       max_tokens=st.integers(16, 40), overlap=st.integers(0, 8), min_tokens=st.integers(1, 8))
+def test_chunker_merges_small_sections_without_losing_text(sections, max_tokens, overlap, min_tokens):
+    from ingest.loaders import markdown_headings
+
+    parts, words = [], 0
+    for n, (level, paras) in enumerate(sections):
+        parts.append("#" * level + f" H{n}")
+        for size in paras:
+            if size:
+                parts.append(" ".join(f"w{words + i}" for i in range(size)))
+                words += size
+    text = "\n\n".join(parts)
+    doc = Document(doc_id="d", source="/x", title="", content_type="text/markdown", text=text,
+                   headings=markdown_headings(text))
+    chunks = chunk_document(doc, _Words(), max_tokens=max_tokens, overlap=overlap, min_tokens=min_tokens,
+                            model_max_tokens=512)
+    covered = set()
+    for c in chunks:
+        assert c.text == text[c.start:c.end]
+        assert c.tokens == len(c.text.split())
+        assert c.tokens <= max_tokens + min_tokens - 1
+        covered.update(w for w in c.text.split() if w.startswith("w"))
+    assert covered == {f"w{i}" for i in range(words)}  # no body text lost
+    if len(chunks) > 1:
+        assert all(c.tokens >= min_tokens for c in chunks)
