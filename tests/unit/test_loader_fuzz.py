@@ -156,7 +156,8 @@ def _covered(chunks: list, spans: list[tuple[int, int]]) -> bool:
 @given(text=_LARGE, max_tokens=st.integers(16, 256), overlap=st.integers(0, 32))
 def test_chunker_spans_are_exact_on_large_inputs(text, max_tokens, overlap):
     doc = Document(doc_id="d", source="/x", title="t", content_type="text/plain", text=text)
-    chunks = chunk_document(doc, _Words(), max_tokens=max_tokens, overlap=overlap, model_max_tokens=512)
+    chunks = chunk_document(doc, _Words(), max_tokens=max_tokens, overlap=overlap, min_tokens=16,
+                            model_max_tokens=512)
     assert [c.chunk_no for c in chunks] == list(range(len(chunks)))
     for c in chunks:
         assert 0 <= c.start < c.end <= len(text) and c.text == text[c.start:c.end]
