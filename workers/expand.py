@@ -26,7 +26,7 @@ from celery import shared_task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from esrag.errors import EsragError
-from esrag.settings import Settings, load_settings
+from esrag.settings import Settings
 from workers.app import EXPAND_TASK_NAME
 from workers.jobstore import ExpandPlan, JobStore
 from workers.leases import Heartbeat, Leases
@@ -135,16 +135,11 @@ def run_expansion(store: JobStore, settings: Settings, job_id: str, task_id: str
 def expand_job(self, job_id: str, task_id: str, sources: list[str], index: str) -> str:  # noqa: ANN001
     """Expand a job's ``sources`` into file tasks on this worker (see the module doc)."""
     from workers.submit import enqueue
-    from workers.tasks import _recycle_process, _transient, backoff
+    from workers.tasks import _recycle_process, _transient, backoff, open_job
 
-    settings = load_settings(index=index)
-    store = JobStore.from_url(settings.redis_url, patient=True, patience=settings.jobstore_retry_seconds)
-    status = store.status(job_id)
-    if status is None:
-        return "unknown job"
-    if status == "canceled":
-        store.record_result(job_id, task_id, {}, {}, failed=False, error="canceled")
-        return "canceled"
+    settings, store, stop = open_job(job_id, task_id, index)
+    if stop:
+        return stop
     queue = store.r.hget(store._key(job_id), "queue") or settings.queue
     target = settings.model_copy(update={"queue": queue})
     leases = Leases(store, queue)

@@ -36,6 +36,20 @@ def backoff(retries: int, cap: float) -> float:
     return min(cap, 2.0**retries) * random.uniform(0.75, 1.25)
 
 
+def open_job(job_id: str, task_id: str, index: str) -> tuple[Settings, JobStore, str | None]:
+    """The settings and job store a job's task runs with, and why it stops at once: ``None``
+    to go on, "unknown job", or "canceled" (then this task is counted as canceled)."""
+    settings = load_settings(index=index)
+    store = JobStore.from_url(settings.redis_url, patient=True, patience=settings.jobstore_retry_seconds)
+    status = store.status(job_id)
+    if status is None:
+        return settings, store, "unknown job"
+    if status == "canceled":
+        store.record_result(job_id, task_id, {}, {}, failed=False, error="canceled")
+        return settings, store, "canceled"
+    return settings, store, None
+
+
 @shared_task(bind=True, name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, max_retries=None)
 def ingest_batch(self, job_id: str, task_id: str, files: list[str], index: str) -> str:  # noqa: ANN001
     """Ingest ``files`` into ``index`` for a job; count the result once; never block the job.
@@ -43,14 +57,9 @@ def ingest_batch(self, job_id: str, task_id: str, files: list[str], index: str) 
     The run holds the task's lease (workers/leases.py) while it works: a run that starts
     while another holds it, or after the result was counted, does nothing.
     """
-    settings = load_settings(index=index)
-    store = JobStore.from_url(settings.redis_url, patient=True, patience=settings.jobstore_retry_seconds)
-    status = store.status(job_id)
-    if status is None:
-        return "unknown job"
-    if status == "canceled":
-        store.record_result(job_id, task_id, {}, {}, failed=False, error="canceled")
-        return "canceled"
+    settings, store, stop = open_job(job_id, task_id, index)
+    if stop:
+        return stop
     worker = f"{socket.gethostname()}:{self.request.hostname}"
     queue, id_scope = store.r.hmget(store._key(job_id), ["queue", "id_scope"])
     queue = queue or settings.queue
