@@ -300,8 +300,8 @@ def choose_runtime(spec: ModelSpec, settings: Settings) -> tuple[str, str]:
     if runtime == "onnx":
         if not spec.onnx_artifacts:
             raise ConfigError(f"ESRAG_EMBED_RUNTIME=onnx: model {spec.name} has no ONNX graph; use torch")
-        if precision == "auto":
-            precision = "int8" if "int8" in spec.onnx_artifacts else "fp32"
+        if precision == "auto":  # fp32: int8 lost nDCG@10 on both full eval sets (docs/QUALITY.md)
+            precision = "fp32" if "fp32" in spec.onnx_artifacts else "int8"
     else:
         if precision == "int8":
             raise ConfigError("ESRAG_EMBED_PRECISION=int8 needs ESRAG_EMBED_RUNTIME=onnx (torch runs fp32)")

@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     embed_device: str | None = None
     torch_threads: int | None = Field(None, ge=1)
     embed_runtime: Literal["auto", "onnx", "torch"] = "auto"  # auto: ONNX on CPU where the model has a graph
-    embed_precision: Literal["auto", "fp32", "int8"] = "auto"  # auto: int8 on ONNX where there is a graph
+    embed_precision: Literal["auto", "fp32", "int8"] = "auto"  # auto: fp32 (int8 embeds faster, ranks worse)
 
     # Chunking and loading
     chunk_max_tokens: int = Field(200, ge=16)

@@ -331,8 +331,8 @@ def test_model_mismatch_is_refused(es: Elasticsearch, settings: Settings, tmp_pa
     assert captured.out == ""
     assert captured.err == (
         f"error: index {name} was built with model other-model (384d, fp32) but the configured embedder is "
-        "all-MiniLM-L6-v2 (384d, int8) [model 'other-model' vs 'all-MiniLM-L6-v2'; precision 'fp32' vs "
-        "'int8']; run `esrag reindex --model all-MiniLM-L6-v2` to rebuild the index for it, or set "
+        "all-MiniLM-L6-v2 (384d, fp32) [model 'other-model' vs 'all-MiniLM-L6-v2']; run "
+        "`esrag reindex --model all-MiniLM-L6-v2` to rebuild the index for it, or set "
         "ESRAG_EMBED_MODEL=other-model ESRAG_EMBED_PRECISION=fp32 to use it as built\n"
     )
     es.indices.refresh(index=name)

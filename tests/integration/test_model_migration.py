@@ -5,6 +5,7 @@ that differs from the index is refused with the one-line message that names the 
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from esrag.index import alias_target, index_meta
 from esrag.models import BGE_QUERY_PROMPT
 from esrag.settings import Settings
 from ingest.cli import run_ingest
-from query.retrieval import search
+from query.retrieval import INDEX_CACHE_SECONDS, search
 
 PAGES = Path("/usr/share/doc/python3.11/html/library")
 FILES = ["bisect.html", "colorsys.html"]
@@ -58,7 +59,7 @@ def test_minilm_index_keeps_answering_until_reindexed(
         search(bge, Q, mode="hybrid")
     message = str(err.value)
     assert message.startswith(f"index {old} was built with model all-MiniLM-L6-v2 (384d, fp32) but the "
-                              f"configured embedder is {NEW} (384d, int8) [")
+                              f"configured embedder is {NEW} (384d, fp32) [")
     assert f"run `esrag reindex --model {NEW}` to rebuild the index for it" in message
     with pytest.raises(ModelMismatch, match=f"run `esrag reindex --model {NEW}`"):
         run_ingest([str(tmp_path)], bge)  # writers are refused too: nothing mixed into the index
@@ -80,7 +81,7 @@ def test_minilm_index_keeps_answering_until_reindexed(
     assert {k: meta[k] for k in ("model", "pooling", "query_prompt", "document_prompt", "precision",
                                  "runtime")} == {
         "model": NEW, "pooling": "cls", "query_prompt": BGE_QUERY_PROMPT, "document_prompt": "",
-        "precision": "int8", "runtime": "onnx"}
+        "precision": "fp32", "runtime": "onnx"}
     # now the default follows the new index (its embedder is bge's), and the old model is the one
     # refused; the freshly built index may still be merging segments, so its approximate kNN is
     # compared on the head of the list only
@@ -94,3 +95,35 @@ def summary_doc_prefix(es: Elasticsearch, index: str, filename: str) -> str:
     """The doc id prefix of the chunks of ``filename`` (chunk ids start with the doc id)."""
     r = es.search(index=index, query={"wildcard": {"source": f"*{filename}"}}, size=1)
     return r["hits"]["hits"][0]["_source"]["doc_id"]
+
+
+@pytest.mark.timeout(600)
+def test_int8_index_keeps_answering_and_reindex_moves_it_to_the_fp32_default(
+    es: Elasticsearch, settings: Settings, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """An index written by the earlier default (MiniLM, ONNX int8) answers with the defaults at its
+    own precision; `esrag reindex --model all-MiniLM-L6-v2` re-embeds it at the fp32 default."""
+    monkeypatch.delenv("ESRAG_EMBED_MODEL", raising=False)
+    monkeypatch.delenv("ESRAG_EMBED_PRECISION", raising=False)
+    for name in FILES:
+        shutil.copy(PAGES / name, tmp_path / name)
+    int8 = settings.model_copy(update={"embed_runtime": "onnx", "embed_precision": "int8"})
+    summary = run_ingest([str(tmp_path)], int8)
+    assert summary.failed == [] and summary.indexed == summary.chunks > 0
+    old = alias_target(es, settings.index)
+    assert (index_meta(es, old)["precision"], get_embedder(settings).info.precision) == ("int8", "fp32")
+
+    expected = ids(search(int8, Q, mode="dense", k=5))
+    assert ids(search(settings, Q, mode="dense", k=5)) == expected  # the defaults follow the index
+
+    monkeypatch.setenv("ESRAG_INDEX", settings.index)
+    assert main(["reindex", "--model", "all-MiniLM-L6-v2", "--json"]) == 0
+    capsys.readouterr()
+    new = alias_target(es, settings.index)
+    assert new != old
+    meta = index_meta(es, new)
+    assert (meta["model"], meta["precision"], meta["runtime"]) == ("all-MiniLM-L6-v2", "fp32", "onnx")
+    time.sleep(INDEX_CACHE_SECONDS + 0.5)  # until then this process may still answer from the old index
+    with pytest.raises(ModelMismatch, match="precision 'fp32' vs 'int8'"):
+        search(int8, Q, mode="dense")  # the int8 configuration is now the one refused
+    assert ids(search(settings, Q, mode="dense", k=5))[0] == expected[0]

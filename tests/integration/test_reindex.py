@@ -144,7 +144,7 @@ def test_reindex_refusals_are_one_line(es: Elasticsearch, settings: Settings, tm
     captured = capsys.readouterr()
     assert (rc, captured.out) == (1, "")
     assert captured.err == (
-        f"error: index {old} already uses model all-MiniLM-L6-v2 (384d, int8); nothing to reindex\n")
+        f"error: index {old} already uses model all-MiniLM-L6-v2 (384d, fp32); nothing to reindex\n")
 
     rc = main(["reindex", "--model", "no-such-model", "--index", settings.index])
     assert rc == 2

@@ -124,8 +124,8 @@ def test_batching_by_length_does_not_change_vectors():
 def test_runtime_choice():
     bge = MODELS["bge-small-en-v1.5"]
     mpnet = MODELS["all-mpnet-base-v2"]
-    assert choose_runtime(bge, load_settings(embed_device="cpu")) == ("onnx", "int8")
-    assert choose_runtime(bge, load_settings(embed_device="cpu", embed_precision="fp32")) == ("onnx", "fp32")
+    assert choose_runtime(bge, load_settings(embed_device="cpu")) == ("onnx", "fp32")
+    assert choose_runtime(bge, load_settings(embed_device="cpu", embed_precision="int8")) == ("onnx", "int8")
     assert choose_runtime(mpnet, load_settings(embed_device="cpu")) == ("torch", "fp32")
     assert choose_runtime(MODELS["all-MiniLM-L6-v2"], load_settings(embed_device="cuda")) == ("torch", "fp32")
     with pytest.raises(ConfigError, match="ESRAG_EMBED_PRECISION=int8 needs ESRAG_EMBED_RUNTIME=onnx"):
