@@ -12,14 +12,16 @@ from esrag.workerprobe import WorkerProbe
 
 
 def es_report(settings: Settings) -> dict[str, Any]:
-    """Health, version and node count of the configured Elasticsearch."""
-    from esrag.es import make_client  # here, not at the top: `esrag down` needs no Elasticsearch client
+    """Health, version and node count of the configured Elasticsearch.
+
+    Two plain GETs (esrag/eshttp.py): status does not import the Elasticsearch client.
+    """
+    from esrag.eshttp import EsHttpError, get_json
 
     report: dict[str, Any] = {"url": settings.safe_es_url, "up": False}
-    client = make_client(settings, timeout=5)
     try:
-        health = client.options(max_retries=0).cluster.health()
-        nodes = client.options(max_retries=0).nodes.info(filter_path="nodes.*.version,nodes.*.name")
+        health, nodes = get_json(settings, ["/_cluster/health",
+                                            "/_nodes?filter_path=nodes.*.version,nodes.*.name"])
         versions = sorted({n["version"] for n in nodes.get("nodes", {}).values()})
         names = sorted(n["name"] for n in nodes.get("nodes", {}).values())
         report.update(
@@ -30,10 +32,10 @@ def es_report(settings: Settings) -> dict[str, Any]:
             version=",".join(versions),
             node_names=names,
         )
-    except Exception as exc:  # any transport or API failure means "down" here
-        report["error"] = type(exc).__name__
-    finally:
-        client.close()
+    except EsHttpError as exc:
+        report["error"] = str(exc)
+    except (KeyError, TypeError, AttributeError) as exc:  # an answer without the fields of a cluster
+        report["error"] = f"unexpected answer ({type(exc).__name__})"
     return report
 
 
