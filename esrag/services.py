@@ -8,7 +8,6 @@ from typing import Any
 
 from esrag import localredis, pidfile
 from esrag.settings import Settings
-from esrag.workerprobe import WorkerProbe
 
 
 def es_report(settings: Settings) -> dict[str, Any]:
@@ -39,19 +38,22 @@ def es_report(settings: Settings) -> dict[str, Any]:
     return report
 
 
-def workers_report(settings: Settings, timeout: float = 1.0) -> list[dict[str, Any]]:
-    """Celery workers answering on the broker, with their pool size."""
-    if not localredis.ping(settings.redis_url):
+def workers_report(settings: Settings) -> list[dict[str, Any]]:
+    """The workers that announced themselves on the broker's Redis (esrag/workerlist.py):
+    name, pid, pool size and queues; none when Redis does not answer."""
+    import redis
+
+    from esrag import workerlist
+
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    try:
+        rows = workerlist.online(client)
+    except (redis.RedisError, OSError):
         return []
-    with WorkerProbe(settings.redis_url, timeout) as probe:
-        try:
-            stats = probe.stats()
-        except Exception:  # the broker went away between the ping and the broadcast
-            return []
-    return [
-        {"name": name, "concurrency": s.get("pool", {}).get("max-concurrency"), "pid": s.get("pid")}
-        for name, s in sorted(stats.items())
-    ]
+    finally:
+        client.close()
+    return [{"name": r["name"], "concurrency": r.get("concurrency"), "pid": r.get("pid"),
+             "queues": r.get("queues", [])} for r in rows]
 
 
 def status_report(settings: Settings) -> dict[str, Any]:
