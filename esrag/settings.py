@@ -4,9 +4,9 @@ A pydantic model that reads the environment itself (:func:`_environment`), as
 pydantic-settings' ``BaseSettings`` would with ``env_prefix="ESRAG_"``: a field's variable is
 ``ESRAG_<FIELD>`` in any case (or its validation aliases, without the prefix), list fields
 are JSON, arguments win over the environment, and pydantic validates every field. Not
-``BaseSettings`` itself because importing pydantic-settings costs 0.12-0.16 s of CPU on a
+``BaseSettings`` itself because importing pydantic-settings costs about 0.16 s of CPU on a
 2-core machine (it loads all its sources: dotenv, an argparse CLI, cloud secret stores,
-asyncio), about a quarter of what loading the settings cost any command
+asyncio), more than a third of what loading the settings costs any command
 (docs/CLI.md; tests/unit/test_settings_env.py checks the two read the same values).
 """
 
@@ -29,6 +29,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
 
@@ -62,10 +63,11 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    def __init__(self, **data: Any) -> None:
-        """Validate the ESRAG_* variables under ``data`` (an argument wins). As with ``BaseSettings``,
-        ``model_validate`` reads them too (pydantic calls this ``__init__``); ``model_copy`` does not."""
-        super().__init__(**{**_environment(type(self).model_fields), **data})
+    @model_validator(mode="before")
+    @classmethod
+    def _read_environment(cls, data: Any) -> Any:
+        """The ESRAG_* variables under the arguments (an argument wins)."""
+        return {**_environment(cls.model_fields), **data} if isinstance(data, dict) else data
 
     # Elasticsearch connection
     es_url: str = "http://127.0.0.1:9200"
