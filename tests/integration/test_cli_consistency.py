@@ -72,10 +72,9 @@ def modules_after(*args: str) -> tuple[int, str, set[str]]:
 
 
 # what the quick running commands must not import: the Elasticsearch client (and the HTTP stack it
-# brings), Celery and kombu (status lists workers from Redis, esrag/workerlist.py), models, the API,
+# brings), Celery and kombu (status lists workers from Redis, esrag/workerlist.py), models, the API
 NOT_FOR_QUICK = {"elasticsearch", "elastic_transport", "urllib3", "httpx", "celery", "kombu", "torch",
-                 "sentence_transformers", "transformers", "onnxruntime", "numpy", "fastapi", "rich",
-                 "pydantic_settings"}  # esrag/settings.py reads the environment itself
+                 "sentence_transformers", "transformers", "onnxruntime", "numpy", "fastapi", "rich"}
 
 
 def test_job_jobs_and_status_load_no_heavy_library(es):

@@ -113,7 +113,7 @@ def test_down_stops_by_pid_without_client_libraries(tmp_path):
                        env={**os.environ, "ESRAG_STATE_DIR": str(tmp_path)})
     assert (r.returncode, r.stdout) == (0, "no background worker\nElasticsearch was not running\n"
                                            "Redis (started by esrag) was not running\n"), r.stderr
-    assert loaded(r) & {*HEAVY, "rich", "pydantic_settings"} == set()
+    assert loaded(r) & {*HEAVY, "rich"} == set()
 
 
 def test_usage_error_is_usage_line_and_one_sentence():
