@@ -1,37 +1,15 @@
-"""The one typed settings object, read from ESRAG_* environment variables.
-
-A pydantic model that reads the environment itself (:func:`_environment`), as
-pydantic-settings' ``BaseSettings`` would with ``env_prefix="ESRAG_"``: a field's variable is
-``ESRAG_<FIELD>`` in any case (or its validation aliases, without the prefix), list fields
-are JSON, arguments win over the environment, and pydantic validates every field. Not
-``BaseSettings`` itself because importing pydantic-settings costs about 0.16 s of CPU on a
-2-core machine (it loads all its sources: dotenv, an argparse CLI, cloud secret stores,
-asyncio), more than a third of what loading the settings costs any command
-(docs/CLI.md; tests/unit/test_settings_env.py checks the two read the same values).
-"""
+"""The one typed settings object, read from ESRAG_* environment variables."""
 
 from __future__ import annotations
 
-import json
 import os
 from functools import cached_property
 from pathlib import Path
-from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import (
-    AliasChoices,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-from pydantic.fields import FieldInfo
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from esrag.errors import ConfigError
 from esrag.redact import redact, redact_url
@@ -55,19 +33,10 @@ def _default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "esrag"
 
 
-ENV_PREFIX = "ESRAG_"
-
-
-class Settings(BaseModel):
+class Settings(BaseSettings):
     """All esrag settings. Each field is read from ``ESRAG_<NAME>`` (case-insensitive)."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _read_environment(cls, data: Any) -> Any:
-        """The ESRAG_* variables under the arguments (an argument wins)."""
-        return {**_environment(cls.model_fields), **data} if isinstance(data, dict) else data
+    model_config = SettingsConfigDict(env_prefix="ESRAG_", extra="ignore", populate_by_name=True)
 
     # Elasticsearch connection
     es_url: str = "http://127.0.0.1:9200"
@@ -302,45 +271,6 @@ class Settings(BaseModel):
     def redis_port(self) -> int:
         """Port of the local Redis, taken from redis_url."""
         return urlparse(self.redis_url).port or 6379
-
-
-def _env_names(name: str, field: FieldInfo) -> list[str]:
-    """The variables a field is read from, lower-cased: its aliases if it has any, else ESRAG_<NAME>."""
-    alias = field.validation_alias
-    if isinstance(alias, AliasChoices):
-        return [c.lower() for c in alias.choices if isinstance(c, str)]
-    if isinstance(alias, str):
-        return [alias.lower()]
-    return [(ENV_PREFIX + name).lower()]
-
-
-def _is_complex(annotation: Any) -> bool:
-    """True for a list, set, tuple or dict (also inside ``X | None``): its variable holds JSON."""
-    origin = get_origin(annotation)
-    if origin in (list, set, frozenset, tuple, dict):
-        return True
-    if origin is Union or origin is UnionType:  # Optional[X], X | None
-        return any(_is_complex(a) for a in get_args(annotation))
-    return False
-
-
-def _environment(fields: dict[str, FieldInfo]) -> dict[str, object]:
-    """The values of the environment variables of ``fields``, by field name (JSON decoded where complex)."""
-    env = {k.lower(): v for k, v in os.environ.items()}
-    found: dict[str, object] = {}
-    for name, field in fields.items():
-        key = next((k for k in _env_names(name, field) if k in env), None)
-        if key is None:
-            continue
-        value: object = env[key]
-        if _is_complex(field.annotation):
-            try:
-                value = json.loads(env[key])
-            except ValueError:
-                raise ConfigError(f"invalid setting {key.upper()}: not JSON (a list is written "
-                                  f"[\"a\", \"b\"])") from None
-        found[name] = value
-    return found
 
 
 def load_settings(**overrides: object) -> Settings:
