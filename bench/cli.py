@@ -8,13 +8,17 @@ process each time, after one unmeasured run that warms the page cache). Per comm
 - ``cpu``: user+sys CPU seconds of the child (``getrusage(RUSAGE_CHILDREN)``). On a loaded
   machine wall time includes waiting for a core; CPU time is what a quiet machine's wall
   time approaches, so both are recorded, beside the same figures for a bare
-  ``python -c pass`` and for importing click, typer, pydantic and the settings alone;
+  ``python -c pass`` and for importing click, typer, pydantic (lazy: ``BaseModel`` is what
+  costs), pydantic-settings, the settings, redis and elasticsearch alone;
 - for commands that run: CPU and wall from spawn to the entry of the command's function
   (interpreter, Typer, the command modules, Typer's parameter conversion) and to the first
-  socket connect (adding the settings and the client library), taken in one extra run
-  through a probe (a wrapper around ``esrag.cli.main`` with an audit hook); the rest of the
-  run is talking to the services (``status`` also waits for its 1 s worker broadcast);
-- ``heavy_imports``: the heavy libraries in ``sys.modules`` at exit of that probe run.
+  socket connect (adding the settings and the client library), medians of ``--repeat``
+  extra runs through a probe (a wrapper around ``esrag.cli.main`` with an audit hook), and
+  ``stages_cpu_s``: the median CPU second at which each stage began (the first import of
+  Typer's conversion, pydantic, the settings, redis, urllib; the command; the first
+  connect), so the cost of each is the gap to the next; the rest of the run is talking to
+  the services;
+- ``heavy_imports``: the heavy libraries in ``sys.modules`` at exit of the probe runs.
 
 ``status``, ``jobs`` and ``job`` run against the configured ES and Redis; ``down`` runs for
 real with an empty temporary ``ESRAG_STATE_DIR``, so it stops nothing. Writes
@@ -50,13 +54,15 @@ NAMES = ["up", "down", "status", "ingest", "delete", "reindex", "search", "ask",
          "jobs", "job", "eval", "eval-build", "tune", "keys", "judgments"]
 HELP = [["--help"], *[[n, "--help"] for n in NAMES], ["keys", "add", "--help"],
         ["judgments", "export", "--help"]]
-RUNS = [["down"], ["jobs", "--json", "--limit", "5"], ["job", "no-such-job", "--json"], ["status", "--json"]]
+RUNS = [["down"], ["jobs", "--json"], ["job", "no-such-job", "--json"], ["status", "--json"]]
 TARGETS = [["--help"], ["job", "--help"], ["jobs", "--help"], ["status", "--help"], ["down", "--help"],
-           ["down"], ["jobs", "--json", "--limit", "5"], ["job", "no-such-job", "--json"]]
+           ["down"], ["jobs", "--json"], ["job", "no-such-job", "--json"], ["status", "--json"]]
 FROM_TREE = ("import sys; sys.path.insert(0, sys.argv.pop(1)); from esrag.cli import main; "
              "sys.exit(main(sys.argv[1:]))")
 REFERENCE = {"python -c pass": "pass", "import click": "import click", "import typer": "import typer",
              "import pydantic": "import pydantic",
+             "from pydantic import BaseModel": "from pydantic import BaseModel",
+             "import pydantic_settings": "import pydantic_settings",
              "settings loaded": "from esrag.settings import load_settings; load_settings()",
              "import redis": "import redis", "import elasticsearch": "import elasticsearch"}
 
@@ -68,12 +74,17 @@ marks = {}
 def mark(name):
     if name not in marks:
         marks[name] = [time.process_time(), time.time()]
+STAGES = {"typer._adapters": "typer conversion", "pydantic": "pydantic", "redis": "redis",
+          "esrag.settings": "settings", "urllib.request": "urllib"}
 def hook(event, args):
     if event == "socket.connect":
         mark("connect")
+    elif event == "import" and args[0] in STAGES:
+        mark(STAGES[args[0]])
 sys.addaudithook(hook)
 import typer.main
 from esrag import cli
+mark("esrag.cli imported")
 build = typer.main.get_command
 def wrap(command):
     for sub in getattr(command, "commands", {}).values():
@@ -122,20 +133,31 @@ def measure(argv: list[str], repeat: int, env: dict[str, str]) -> dict[str, floa
             "cpu_median_s": _median(r["cpu"] for r in runs)}
 
 
-def probe(args: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Start marks (CPU and wall from spawn) and heavy imports of one run of ``esrag ARGS``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "probe.json"
-        started = time.time()
-        subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, timeout=120,
-                       env={**env, "ESRAG_BENCH_PROBE": str(out)})
-        found = json.loads(out.read_text())
+def probe(args: list[str], env: dict[str, str], runs: int = 1) -> dict[str, Any]:
+    """Start marks and heavy imports of ``runs`` runs of ``esrag ARGS`` through the probe: medians
+    of the CPU (and wall, from spawn) at the command's entry and at the first socket connect, and
+    ``stages_cpu_s``, the median CPU at which each stage began (its first import or event)."""
+    marks: dict[str, list[list[float]]] = {}
+    modules: set[str] = set()
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "probe.json"
+            started = time.time()
+            subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, timeout=120,
+                           env={**env, "ESRAG_BENCH_PROBE": str(out)})
+            found = json.loads(out.read_text())
+        for name, (cpu, at) in found["marks"].items():
+            marks.setdefault(name, []).append([cpu, at - started])
+        modules |= set(found["modules"])
     row: dict[str, Any] = {}
     for name, key in (("command", "to_command"), ("connect", "to_first_connect")):
-        if name in found["marks"]:
-            cpu, at = found["marks"][name]
-            row[f"{key}_cpu_s"], row[f"{key}_wall_s"] = round(cpu, 3), round(at - started, 3)
-    row["heavy_imports"] = sorted(set(HEAVY) & set(found["modules"]))
+        if name in marks:
+            row[f"{key}_cpu_s"] = _median(m[0] for m in marks[name])
+            row[f"{key}_wall_s"] = _median(m[1] for m in marks[name])
+    if runs > 1:
+        stages = {name: _median(m[0] for m in ms) for name, ms in marks.items()}
+        row["stages_cpu_s"] = dict(sorted(stages.items(), key=lambda kv: kv[1]))
+    row["heavy_imports"] = sorted(set(HEAVY) & modules)
     return row
 
 
@@ -177,8 +199,9 @@ def main() -> None:
             _print(label, reference[-1])
         rows = []
         for cmd in [*HELP, *RUNS]:
+            runs = 1 if cmd[-1] == "--help" else args.repeat
             row = {"command": "esrag " + " ".join(cmd), **measure([ESRAG, *cmd], args.repeat, env),
-                   **probe(cmd, env)}
+                   **probe(cmd, env, runs)}
             if cmd[-1] == "--help":
                 row = {k: v for k, v in row.items() if not k.startswith("to_")}
             else:

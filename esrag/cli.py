@@ -98,7 +98,8 @@ def _print_status(report: dict[str, Any], settings: Settings) -> None:
     echo(f"redis: {'up' if rd['up'] else 'down'} at {rd['url']}")
     echo(f"workers: {len(report['workers'])} online")
     for w in report["workers"]:
-        echo(f"  {w['name']} concurrency={w.get('concurrency')}")
+        queues = ",".join(w.get("queues") or []) or "-"
+        echo(f"  {w['name']} concurrency={w.get('concurrency')} queues={queues}")
 
 
 keys_app = typer.Typer(help="Scoped API keys of the HTTP API (listed when no subcommand is given).",

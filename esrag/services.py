@@ -8,18 +8,19 @@ from typing import Any
 
 from esrag import localredis, pidfile
 from esrag.settings import Settings
-from esrag.workerprobe import WorkerProbe
 
 
 def es_report(settings: Settings) -> dict[str, Any]:
-    """Health, version and node count of the configured Elasticsearch."""
-    from esrag.es import make_client  # here, not at the top: `esrag down` needs no Elasticsearch client
+    """Health, version and node count of the configured Elasticsearch.
+
+    Two plain GETs (esrag/eshttp.py): status does not import the Elasticsearch client.
+    """
+    from esrag.eshttp import EsHttpError, get_json
 
     report: dict[str, Any] = {"url": settings.safe_es_url, "up": False}
-    client = make_client(settings, timeout=5)
     try:
-        health = client.options(max_retries=0).cluster.health()
-        nodes = client.options(max_retries=0).nodes.info(filter_path="nodes.*.version,nodes.*.name")
+        health, nodes = get_json(settings, ["/_cluster/health",
+                                            "/_nodes?filter_path=nodes.*.version,nodes.*.name"])
         versions = sorted({n["version"] for n in nodes.get("nodes", {}).values()})
         names = sorted(n["name"] for n in nodes.get("nodes", {}).values())
         report.update(
@@ -30,26 +31,29 @@ def es_report(settings: Settings) -> dict[str, Any]:
             version=",".join(versions),
             node_names=names,
         )
-    except Exception as exc:  # any transport or API failure means "down" here
-        report["error"] = type(exc).__name__
-    finally:
-        client.close()
+    except EsHttpError as exc:
+        report["error"] = str(exc)
+    except (KeyError, TypeError, AttributeError) as exc:  # an answer without the fields of a cluster
+        report["error"] = f"unexpected answer ({type(exc).__name__})"
     return report
 
 
-def workers_report(settings: Settings, timeout: float = 1.0) -> list[dict[str, Any]]:
-    """Celery workers answering on the broker, with their pool size."""
-    if not localredis.ping(settings.redis_url):
+def workers_report(settings: Settings) -> list[dict[str, Any]]:
+    """The workers that announced themselves on the broker's Redis (esrag/workerlist.py):
+    name, pid, pool size and queues; none when Redis does not answer."""
+    import redis
+
+    from esrag import workerlist
+
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    try:
+        rows = workerlist.online(client)
+    except (redis.RedisError, OSError):
         return []
-    with WorkerProbe(settings.redis_url, timeout) as probe:
-        try:
-            stats = probe.stats()
-        except Exception:  # the broker went away between the ping and the broadcast
-            return []
-    return [
-        {"name": name, "concurrency": s.get("pool", {}).get("max-concurrency"), "pid": s.get("pid")}
-        for name, s in sorted(stats.items())
-    ]
+    finally:
+        client.close()
+    return [{"name": r["name"], "concurrency": r.get("concurrency"), "pid": r.get("pid"),
+             "queues": r.get("queues", [])} for r in rows]
 
 
 def status_report(settings: Settings) -> dict[str, Any]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from esrag.errors import ConfigError
 from esrag.redact import redact, redact_url
@@ -280,6 +281,10 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**clean)
     except ValidationError as exc:
         raise _config_error(exc) from None
+    except SettingsError as exc:  # a list or dict setting that is not JSON
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"ESRAG_{field.group(1).upper()}" if field else "settings"
+        raise ConfigError(f"invalid setting {name}: not JSON ({exc.__cause__ or exc})") from None
 
 
 def with_updates(settings: Settings, **updates: object) -> Settings:

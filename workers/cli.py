@@ -29,10 +29,12 @@ def worker(
     """Run a Celery ingest worker in the foreground."""
     from workers.app import make_celery
     from workers.leases import install_reaper
+    from workers.presence import install_presence
 
     settings = load_settings(worker_concurrency=concurrency)
     app = make_celery(settings)
     install_reaper(settings, (queues or settings.queue).split(","))
+    install_presence(settings, (queues or settings.queue).split(","))
     node = name or f"esrag-{uuid.uuid4().hex[:6]}@%h"
     app.worker_main([
         "worker", f"--concurrency={settings.worker_concurrency}", "-Q", queues or settings.queue,

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from query_corpus import corpus_alias
 
+from esrag.settings import load_settings
 from workers.jobstore import JobStore
 
 ESRAG = str(Path(sys.executable).parent / "esrag")
@@ -70,14 +71,47 @@ def modules_after(*args: str) -> tuple[int, str, set[str]]:
     return r.returncode, err, {m.split(".")[0] for m in json.loads(mods)}
 
 
-def test_job_and_jobs_load_redis_only():
+# what the quick running commands must not import: the Elasticsearch client (and the HTTP stack it
+# brings), Celery and kombu (status lists workers from Redis, esrag/workerlist.py), models, the API
+NOT_FOR_QUICK = {"elasticsearch", "elastic_transport", "urllib3", "httpx", "celery", "kombu", "torch",
+                 "sentence_transformers", "transformers", "onnxruntime", "numpy", "fastapi", "rich"}
+
+
+def test_job_jobs_and_status_load_no_heavy_library(es):
     rc, err, mods = modules_after("job", "no-such-job", "--json")
     assert (rc, err) == (1, "error: no job no-such-job\n")
     assert "redis" in mods
-    assert mods & {"elasticsearch", "celery", "torch", "sentence_transformers", "numpy", "rich"} == set()
+    assert mods & NOT_FOR_QUICK == set()
     rc, err, mods = modules_after("jobs", "--json", "--limit", "1")
     assert rc == 0, err
-    assert mods & {"elasticsearch", "celery", "torch", "sentence_transformers", "numpy", "rich"} == set()
+    assert "redis" in mods
+    assert mods & NOT_FOR_QUICK == set()
+    rc, err, mods = modules_after("status", "--json")
+    assert (rc, err) == (0, "")
+    assert mods & NOT_FOR_QUICK == set()
+
+
+def test_status_reports_the_real_services(es):
+    r = run("status", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    configured = load_settings()
+    health = es.cluster.health()
+    nodes = es.nodes.info()["nodes"].values()
+    names, versions = sorted(n["name"] for n in nodes), sorted({n["version"] for n in nodes})
+    assert report["elasticsearch"] == {
+        "url": configured.safe_es_url, "up": True, "status": health["status"],
+        "nodes": health["number_of_nodes"], "cluster": health["cluster_name"],
+        "version": ",".join(versions), "node_names": names}
+    assert report["redis"] == {"url": configured.safe_redis_url, "up": True}
+    # nothing listens on port 1: down, with the reason, and exit 1
+    r = run("status", "--json", env={"ESRAG_ES_URL": "http://127.0.0.1:1"})
+    assert r.returncode == 1
+    assert json.loads(r.stdout)["elasticsearch"] == {"url": "http://127.0.0.1:1", "up": False,
+                                                     "error": "ConnectionRefusedError"}
+    r = run("status", env={"ESRAG_ES_URL": "http://127.0.0.1:1"})
+    assert r.stdout.splitlines()[:2] == ["elasticsearch: down at http://127.0.0.1:1: ConnectionRefusedError",
+                                         f"redis: up at {configured.safe_redis_url}"]
 
 
 def run_with_tty_stderr(args: list[str], env: dict[str, str], timeout: float = 600) -> tuple[int, str, str]:

@@ -184,6 +184,41 @@ def test_wrong_password_and_missing_ca_fail_with_one_line(secure):
         assert "not-the-password" not in r.text
 
 
+def test_status_over_https_with_each_kind_of_credentials(secure):
+    """`esrag status` asks with urllib (esrag/eshttp.py), not the client: the same credentials
+    (user and password, user info in the URL, API key) and the same CA; a wrong password and a
+    missing CA are "down" with the reason."""
+    from esrag.services import es_report
+
+    node, basic = secure
+    url = f"https://127.0.0.1:{PORT}"
+    in_url = basic.model_copy(update={"es_username": None, "es_password": None,
+                                      "es_url": f"https://{USER}:{PASSWORD}@127.0.0.1:{PORT}"})
+    for settings in (basic, in_url):
+        report = es_report(settings)
+        assert (report["url"], report["up"], report["nodes"]) == (url, True, 1)
+        assert report["node_names"] == ["node-0"]
+        assert report["status"] in ("green", "yellow")
+    wrong = basic.model_copy(update={"es_password": SecretStr("not-the-password")})
+    assert es_report(wrong) == {"url": url, "up": False, "error": "HTTP 401"}
+    no_ca = basic.model_copy(update={"es_ca_certs": None})
+    assert es_report(no_ca) == {"url": url, "up": False, "error": "SSLCertVerificationError"}
+    unverified = no_ca.model_copy(update={"es_verify_certs": False})
+    assert es_report(unverified)["up"] is True
+    client = make_client(basic)
+    try:
+        key = client.security.create_api_key(name="esrag-status-test")["encoded"]
+    except Exception as exc:  # the build without analysis-common (see test_api_key_over_https)
+        if "pattern_capture" not in str(exc):
+            raise
+        return
+    finally:
+        client.close()
+    with_key = basic.model_copy(update={"es_username": None, "es_password": None,
+                                        "es_api_key": SecretStr(key)})
+    assert es_report(with_key)["up"] is True
+
+
 def test_node_down_503_then_back_200_without_restarting_the_app(secure, tmp_path: Path):
     node, basic = secure
     doc = tmp_path / "rye.txt"

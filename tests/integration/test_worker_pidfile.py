@@ -65,11 +65,14 @@ def test_up_starts_the_worker_despite_a_stale_pid_and_down_stops_it(
     (state.state_dir / "worker.pid").write_text(f"{pid} 1")
     assert services.read_worker_pid(state) is None
     (state.state_dir / "worker.pid").write_text(text)
-    # the one worker probe (esrag/workerprobe.py) sees it: `esrag status`, ingest's routing
+    # it announces itself in Redis (esrag/workerlist.py: `esrag status`), and the worker probe
+    # (esrag/workerprobe.py: ingest's routing, the dashboard) sees it
     deadline = time.monotonic() + 90
     while not any(w["pid"] == pid for w in services.workers_report(state)) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert [w for w in services.workers_report(state) if w["pid"] == pid][0]["concurrency"] == 1
+    (mine,) = [w for w in services.workers_report(state) if w["pid"] == pid]
+    assert (mine["concurrency"], mine["queues"]) == (1, [state.queue])
+    assert mine["name"].startswith("esrag-")
     with WorkerProbe(state.redis_url) as probe:
         assert probe.consumes(state.queue) is True
         assert probe.consumes(f"{state.queue}-nobody") is False
@@ -78,6 +81,8 @@ def test_up_starts_the_worker_despite_a_stale_pid_and_down_stops_it(
     assert bystander.poll() is None
     with WorkerProbe(state.redis_url) as probe:
         assert probe.consumes(state.queue) is False
+    # a warm shutdown withdraws the announcement at once (no waiting for it to expire)
+    assert [w for w in services.workers_report(state) if w["pid"] == pid] == []
 
 
 @pytest.mark.timeout(60)  # a probe that retried the broker connection would hang here

@@ -49,6 +49,8 @@ def test_defaults_are_the_old_constants() -> None:
                                       "or equal to 250"),
     ("ESRAG_SEARCH_REQUEST_MAX", "5000", "invalid setting ESRAG_SEARCH_REQUEST_MAX: Input should be less "
                                          "than or equal to 1000"),
+    ("ESRAG_API_KEYS", "[bad", "invalid setting ESRAG_API_KEYS: not JSON (Expecting value: line 1 column 2 "
+                               "(char 1))"),
 ])
 def test_a_bad_value_is_one_line_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch, env: str, value: str, message: str
