@@ -1,7 +1,8 @@
 """Answer quality per backend, side by side on one seeded sample, with and without the citation check.
 
-Each answer is generated once with the check off; the overlap and embedding checks are then
-applied to that same answer, so "off" vs "overlap" vs "embedding" differ only by the check.
+Each answer is generated once with the check off; the overlap and embedding checks, each with
+and without post-hoc attribution of uncited sentences, are then applied to that same answer
+against the prompt's passages, so the rows differ only by the check.
 Per citation it also records whether each check's verdict agrees with the judged relevant
 documents. The eval index must exist (run `esrag eval DIR --index ALIAS` first).
 
@@ -21,6 +22,7 @@ from typing import Any
 
 from bench.machine import machine_info
 from esrag.settings import load_settings
+from query.attribution import attribute_citations
 from query.citations import NOT_FOUND
 from query.eval.answers import best_f1, rouge_l
 from query.eval.ask import reference_similarity, sample_answers
@@ -34,7 +36,8 @@ from query.verify import (
     sentence_spans,
 )
 
-CHECKS = ("off", "overlap", "embedding")
+# (check, post-hoc attribution); attribution acts only with a check, as in `esrag ask`
+CHECKS = (("off", False), ("overlap", False), ("overlap", True), ("embedding", False), ("embedding", True))
 
 
 def mean(xs: list[float]) -> float | None:
@@ -64,21 +67,26 @@ def score(answers: list[dict], refs: dict, qrels: dict, similarity: Any) -> dict
             "faithfulness": mean(faith), "declined_share": round(declined / n, 4)}
 
 
-def apply_check(raw: dict, check: str, support: Any, min_support: float) -> dict:
-    """``raw`` (generated with the check off) after ``check``; passages are its cited ones."""
+def apply_check(raw: dict, check: str, support: Any, min_support: float, *, attribute: bool = False) -> dict:
+    """``raw`` (generated with the check off) after ``check``, with or without post-hoc attribution,
+    against the prompt's passages (``raw["passages"]``), as `esrag ask` applies them."""
     out = copy.deepcopy(raw)
     if check == "off" or raw["answer"] == NOT_FOUND:
         return out
-    by_n = {c["n"]: c for c in raw["citations"]}  # an uncited answer has no supported claim either
-    passages = [by_n[n]["text"] if n in by_n else "" for n in range(1, max(by_n, default=0) + 1)]
-    checked = check_citations(raw["answer"], passages, support, min_support)
+    passages = raw["passages"]
+    texts = [p["text"] for p in passages]
+    text = raw["answer"]
+    if attribute:
+        attributed = attribute_citations(text, texts, support, min_support)
+        text, out["attributed_citations"] = attributed.answer, attributed.added
+    checked = check_citations(text, texts, support, min_support)
     out["faithfulness"] = checked.faithfulness
     out["unsupported_citations"] = checked.unsupported
-    if checked.supported == 0:
+    if checked.supported == 0:  # an uncited answer has no supported claim either
         out["answer"], out["citations"] = NOT_FOUND, []
     else:
         out["answer"] = checked.answer.strip()
-        out["citations"] = [by_n[n] for n in checked.kept]
+        out["citations"] = [passages[n - 1] for n in checked.kept]
     return out
 
 
@@ -111,8 +119,11 @@ def main() -> None:
         raws, ttft, total, prompt = [], [], [], []
         t0 = time.perf_counter()
         for qid in refs:
-            a = ask(settings, dataset.queries[qid], embedder=embedder).to_dict()
+            answer = ask(settings, dataset.queries[qid], embedder=embedder)
+            a = answer.to_dict()
             a["qid"] = qid
+            a["passages"] = [{"n": n, "doc_id": h.doc_id, "text": h.text}
+                             for n, h in enumerate(answer.passages, start=1)]
             raws.append(a)
             t = a["timings_ms"]
             total.append(t["total_ms"])
@@ -136,18 +147,26 @@ def main() -> None:
                         agree += ok == (c["doc_id"] in relevant)
                         n += 1
             agreement[check] = round(agree / n, 4) if n else None
-        for check in CHECKS:
-            answers = [apply_check(a, check, supports.get(check), base.citation_min_support) for a in raws]
+        for check, attribute in CHECKS:
+            answers = [apply_check(a, check, supports.get(check), base.citation_min_support,
+                                   attribute=attribute) for a in raws]
             run["results"].append({
-                "backend": spec, "check": check, **score(answers, refs, dataset.qrels, similarity),
+                "backend": spec, "check": check, "attribution": attribute,
+                **score(answers, refs, dataset.qrels, similarity),
                 "unsupported_citations": sum(a.get("unsupported_citations") or 0 for a in answers),
+                "attributed_citations": sum(a.get("attributed_citations") or 0 for a in answers),
                 "check_agrees_with_qrels": agreement.get(check),
                 "p50_prompt_tokens": statistics.median(prompt) if prompt else None,
                 "p50_first_token_ms": round(statistics.median(ttft), 1) if ttft else None,
                 "p50_total_ms": round(statistics.median(total), 1),
                 "wall_s": round(time.perf_counter() - t0, 1),
             })
-        print(json.dumps(run["results"][-3:]), flush=True)
+            if (check, attribute) == ("overlap", True):  # the defaults: keep each answer's text
+                run.setdefault("answers", {})[spec] = [
+                    {"qid": r["qid"], "question": dataset.queries[r["qid"]], "written": r["answer"],
+                     "checked": a["answer"], "cited": [c["n"] for c in a["citations"]]}
+                    for r, a in zip(raws, answers, strict=True)]
+        print(json.dumps(run["results"][-len(CHECKS):]), flush=True)
     old = json.loads(args.out.read_text()) if args.out.exists() else {"runs": []}
     old["runs"].append(run)
     args.out.write_text(json.dumps(old, indent=2) + "\n")
