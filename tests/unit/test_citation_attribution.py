@@ -94,3 +94,30 @@ def test_a_wrong_citation_is_dropped_not_replaced():
                     backend="local")
     verify_answer(settings(), answer, hits())
     assert (answer.answer, answer.unsupported_citations, answer.attributed_citations) == (NOT_FOUND, 1, 0)
+
+
+class _BagOfWords:
+    """A stand-in embedder with the Embedder interface: unit vectors of word counts."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def encode_document(self, texts):
+        import numpy as np
+
+        vocab = sorted({w for p in PASSAGES for w in p.lower().split()})
+        self.calls += 1
+        rows = np.array([[t.lower().split().count(w) for w in vocab] for t in texts], dtype=float)
+        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-9)
+
+
+def test_embedding_support_uses_the_embedder_interface_and_embeds_each_passage_once():
+    from query.verify import embedding_support
+
+    embedder = _BagOfWords()
+    support = embedding_support(embedder)
+    assert support("tuples are immutable sequences.", PASSAGES[2]) == 1.0
+    assert support("bananas", PASSAGES[2]) == 0.0
+    assert embedder.calls == 3  # the passage once, each claim once
+    out = attribute_citations("tuples are immutable sequences.", PASSAGES, support, 0.5)
+    assert (out.answer, out.added) == ("tuples are immutable sequences [3].", 1)
