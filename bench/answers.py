@@ -16,6 +16,7 @@ import argparse
 import copy
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,8 @@ def main() -> None:
                 ttft.append(t["first_token_ms"])
             if "prompt_tokens" in t:
                 prompt.append(t["prompt_tokens"])
+            print(f"{spec} {len(raws)}/{len(refs)} {qid}: {t['total_ms'] / 1000:.1f} s {a['answer'][:80]!r}",
+                  file=sys.stderr, flush=True)
         agreement = {}
         for check in ("overlap", "embedding"):
             agree = n = 0
