@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import statistics
 import sys
 import time
@@ -99,6 +100,8 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=8)
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--max-tokens", type=int, default=192)
+    ap.add_argument("--budget-s", type=float, default=None,
+                    help="stop a backend after this many seconds; the rest answer the same questions")
     ap.add_argument("--out", type=Path, default=Path("bench/results/answers.json"))
     args = ap.parse_args()
 
@@ -114,12 +117,14 @@ def main() -> None:
     run: dict[str, Any] = {"machine": machine_info(), "dataset": args.dataset.name, "sample": len(refs),
                            "of": len(dataset.answers), "seed": args.seed, "max_tokens": args.max_tokens,
                            "context_tokens": base.ask_context_tokens, "results": []}
+    generated: dict[str, tuple[list[dict], float]] = {}
+    qids = list(refs)
     for spec in args.backends.split(","):
         backend, _, model = spec.partition(":")
         settings = base.model_copy(update={"llm_backend": backend, "llm_local_model": model or None})
-        raws, ttft, total, prompt = [], [], [], []
+        raws = []
         t0 = time.perf_counter()
-        for qid in refs:
+        for qid in qids:
             answer = ask(settings, dataset.queries[qid], embedder=embedder)
             a = answer.to_dict()
             a["qid"] = qid
@@ -127,13 +132,19 @@ def main() -> None:
                              for n, h in enumerate(answer.passages, start=1)]
             raws.append(a)
             t = a["timings_ms"]
-            total.append(t["total_ms"])
-            if "first_token_ms" in t:
-                ttft.append(t["first_token_ms"])
-            if "prompt_tokens" in t:
-                prompt.append(t["prompt_tokens"])
-            print(f"{spec} {len(raws)}/{len(refs)} {qid}: {t['total_ms'] / 1000:.1f} s {a['answer'][:80]!r}",
+            print(f"{spec} {len(raws)}/{len(qids)} {qid}: {t['total_ms'] / 1000:.1f} s {a['answer'][:80]!r}",
                   file=sys.stderr, flush=True)
+            if args.budget_s and time.perf_counter() - t0 > args.budget_s:
+                break  # later backends answer only the questions this one reached
+        generated[spec] = (raws, round(time.perf_counter() - t0, 1))
+        qids = [a["qid"] for a in raws]
+    run["sample"] = len(qids)
+    run["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
+    for spec, (raws, wall) in generated.items():
+        raws = [a for a in raws if a["qid"] in qids]  # the questions every backend answered
+        ttft = [a["timings_ms"]["first_token_ms"] for a in raws if "first_token_ms" in a["timings_ms"]]
+        prompt = [a["timings_ms"]["prompt_tokens"] for a in raws if "prompt_tokens" in a["timings_ms"]]
+        total = [a["timings_ms"]["total_ms"] for a in raws]
         agreement = {}
         for check in ("overlap", "embedding"):
             agree = n = 0
@@ -162,7 +173,7 @@ def main() -> None:
                 "p50_prompt_tokens": statistics.median(prompt) if prompt else None,
                 "p50_first_token_ms": round(statistics.median(ttft), 1) if ttft else None,
                 "p50_total_ms": round(statistics.median(total), 1),
-                "wall_s": round(time.perf_counter() - t0, 1),
+                "generate_wall_s": wall,
             })
             if (check, attribute) == ("overlap", True):  # the defaults: keep each answer's text
                 run.setdefault("answers", {})[spec] = [
