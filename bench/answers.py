@@ -8,6 +8,8 @@ documents. The eval index must exist (run `esrag eval DIR --index ALIAS` first).
 
     python -m bench.answers --dataset data/python-faq --index eval-python-faq --sample 8 \
         --backends extractive,local:smollm2-135m-instruct,local:qwen2.5-coder-0.5b-instruct
+
+A backend ``local:MODEL+reasoning`` asks the model to reason first (ESRAG_LLM_REASONING).
 """
 
 from __future__ import annotations
@@ -120,8 +122,10 @@ def main() -> None:
     generated: dict[str, tuple[list[dict], float]] = {}
     qids = list(refs)
     for spec in args.backends.split(","):
-        backend, _, model = spec.partition(":")
-        settings = base.model_copy(update={"llm_backend": backend, "llm_local_model": model or None})
+        name, _, mode = spec.partition("+")  # "local:MODEL+reasoning": the reasoning prompt
+        backend, _, model = name.partition(":")
+        settings = base.model_copy(update={"llm_backend": backend, "llm_local_model": model or None,
+                                           "llm_reasoning": mode == "reasoning"})
         raws = []
         t0 = time.perf_counter()
         for qid in qids:
