@@ -130,7 +130,7 @@ def main() -> None:
         t0 = time.perf_counter()
         for qid in qids:
             answer = ask(settings, dataset.queries[qid], embedder=embedder)
-            a = answer.to_dict()
+            a = answer.to_dict(include_reasoning=True)
             a["qid"] = qid
             a["passages"] = [{"n": n, "doc_id": h.doc_id, "text": h.text}
                              for n, h in enumerate(answer.passages, start=1)]
@@ -182,7 +182,8 @@ def main() -> None:
             if (check, attribute) == ("overlap", True):  # the defaults: keep each answer's text
                 run.setdefault("answers", {})[spec] = [
                     {"qid": r["qid"], "question": dataset.queries[r["qid"]], "written": r["answer"],
-                     "checked": a["answer"], "cited": [c["n"] for c in a["citations"]]}
+                     "checked": a["answer"], "cited": [c["n"] for c in a["citations"]],
+                     "reasoning": r.get("reasoning"), "pieces": r["timings_ms"].get("pieces")}
                     for r, a in zip(raws, answers, strict=True)]
         print(json.dumps(run["results"][-len(CHECKS):]), flush=True)
     old = json.loads(args.out.read_text()) if args.out.exists() else {"runs": []}
