@@ -140,6 +140,7 @@ class Settings(BaseSettings):
     ask_context_tokens: int = Field(1200, ge=64)  # passage tokens packed into the prompt, best first
     citation_check: Literal["overlap", "embedding", "off"] = "overlap"
     citation_min_support: float = Field(0.5, ge=0.0, le=1.0)  # overlap share or cosine to count as support
+    citation_attribution: bool = True  # with the check on: uncited sentences cite their best passage
     chat_max_messages: int = Field(64, ge=1, le=1000)  # longer conversations get 422
     chat_rewrite: Literal["llm", "rules", "off"] = "llm"  # llm falls back to rules without a model
     # In-process GGUF runtime (bench/query.py --ttft measures these; docs/QUALITY.md has the numbers)

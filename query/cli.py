@@ -106,6 +106,9 @@ def ask_cmd(
                 typer.echo(f"[{c.n}] {c.source} ({c.doc_id} {c.chunk_id}, chars {c.start}-{c.end})")
             if answer.removed_citations:
                 typer.echo(f"({answer.removed_citations} citation(s) to no passage removed)")
+            if answer.attributed_citations:
+                typer.echo(f"({answer.attributed_citations} citation(s) added to sentences the model "
+                           "left uncited)")
 
 
 def _load_backend(settings: Settings) -> None:

@@ -39,8 +39,10 @@ class Answer:
     reasoning: str | None = None
     unsupported_citations: int = 0
     faithfulness: float | None = None
+    attributed_citations: int = 0  # uncited sentences given the passage that supports them
     query: str | None = None  # the standalone query retrieval used (chat rewrites follow-ups)
     rewrite: str | None = None  # chat: how the query was made (none, llm, rules)
+    passages: list[Hit] = field(default_factory=list, repr=False)  # the prompt's passages (not in JSON)
 
     def to_dict(self, *, include_reasoning: bool = False) -> dict[str, Any]:
         """JSON-ready form (the reasoning only when asked for)."""
@@ -49,6 +51,7 @@ class Answer:
             "citations": [c.to_dict() for c in self.citations],
             "removed_citations": self.removed_citations,
             "unsupported_citations": self.unsupported_citations,
+            "attributed_citations": self.attributed_citations,
             "faithfulness": self.faithfulness,
             "backend": self.backend,
             "timings_ms": self.timings_ms,
@@ -299,9 +302,11 @@ def ask_stream(
     """Retrieve passages, pack them into the prompt, generate, and stream the answer.
 
     Tokens are streamed as the model writes them (citations to no passage already removed);
-    the ``done`` event carries the checked answer: citations the cited passage does not
-    support are dropped (``unsupported_citations``), and an answer left without any supported
-    claim becomes NOT_FOUND. ``k`` caps the number of passages; the token budget
+    the ``done`` event carries the checked answer: sentences written without [n] get the
+    citation of the passage that supports them (``attributed_citations``, when
+    ESRAG_CITATION_ATTRIBUTION is on), citations the cited passage does not support are
+    dropped (``unsupported_citations``), and an answer left without any supported claim
+    becomes NOT_FOUND. ``k`` caps the number of passages; the token budget
     (ESRAG_ASK_CONTEXT_TOKENS) decides otherwise.
     """
     t0 = time.perf_counter()
@@ -353,7 +358,7 @@ def ask_stream(
     answer = Answer(
         answer="".join(parts).strip(), citations=parser.citations(), removed_citations=parser.removed,
         timings_ms=timings, backend=model.name if model is not None else "extractive",
-        reasoning=think.reasoning if reasoning else None,
+        reasoning=think.reasoning if reasoning else None, passages=hits,
     )
     if hits and answer.answer not in (NOT_FOUND, NO_PASSAGES) and settings.citation_check != "off":
         tv = time.perf_counter()
@@ -364,7 +369,9 @@ def ask_stream(
 
 
 def verify_answer(settings: Settings, answer: Answer, hits: list[Hit], embedder: Any = None) -> None:
-    """Drop the citations of ``answer`` that their passages do not support (in place)."""
+    """Cite the passage that supports each uncited sentence (ESRAG_CITATION_ATTRIBUTION), then drop
+    the citations of ``answer`` that their passages do not support (in place)."""
+    from query.attribution import attribute_citations
     from query.verify import check_citations, embedding_support, overlap_support
 
     if settings.citation_check == "embedding":
@@ -375,7 +382,12 @@ def verify_answer(settings: Settings, answer: Answer, hits: list[Hit], embedder:
         support = embedding_support(embedder)
     else:
         support = overlap_support
-    checked = check_citations(answer.answer, [h.text for h in hits], support, settings.citation_min_support)
+    passages = [h.text for h in hits]
+    text = answer.answer
+    if settings.citation_attribution:
+        attributed = attribute_citations(text, passages, support, settings.citation_min_support)
+        text, answer.attributed_citations = attributed.answer, attributed.added
+    checked = check_citations(text, passages, support, settings.citation_min_support)
     answer.unsupported_citations = checked.unsupported
     answer.faithfulness = checked.faithfulness
     if checked.supported == 0:

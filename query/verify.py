@@ -84,11 +84,14 @@ def overlap_support(claim: str, passage: str) -> float:
 
 
 def embedding_support(embedder: Any) -> Callable[[str, str], float]:
-    """Support as the best cosine between the claim and the passage's sentences."""
+    """Support as the best cosine between the claim and the passage's sentences (both embedded
+    as documents; each passage's sentence vectors are computed once per returned function)."""
+    passages: dict[str, Any] = {}
+
     def score(claim: str, passage: str) -> float:
-        sentences = split_sentences(passage) or [passage]
-        vecs = embedder.encode([claim, *sentences])
-        return float((vecs[1:] @ vecs[0]).max())
+        if passage not in passages:
+            passages[passage] = embedder.encode_document(split_sentences(passage) or [passage])
+        return float((passages[passage] @ embedder.encode_document([claim])[0]).max())
 
     return score
 

@@ -111,7 +111,8 @@ def _extra(answer: Answer) -> dict[str, Any]:
     d = answer.to_dict()
     return {"citations": d["citations"],
             "esrag": {k: d.get(k) for k in ("answer", "query", "rewrite", "removed_citations",
-                                            "unsupported_citations", "faithfulness", "backend",
+                                            "unsupported_citations", "attributed_citations",
+                                            "faithfulness", "backend",
                                             "timings_ms")}}
 
 
@@ -162,8 +163,9 @@ def _completion_stream(cid: str, created: int, model: str, first: AskEvent,
                        rest: Iterator[AskEvent]) -> Iterator[str]:
     """Chunks as the model writes; the last one carries finish_reason, the checked answer and citations.
 
-    Streamed text is what the model wrote; citations the check dropped are listed in the last
-    chunk's ``esrag.answer`` (the text a client should keep) and ``esrag.unsupported_citations``.
+    Streamed text is what the model wrote; the last chunk's ``esrag.answer`` is the text a client
+    should keep: citations the check dropped are gone from it (``esrag.unsupported_citations``)
+    and citations attributed to uncited sentences are in it (``esrag.attributed_citations``).
     """
     yield _chunk(cid, created, model, {"role": "assistant", "content": ""})
     try:

@@ -90,6 +90,7 @@ class AskResponse(BaseModel):
     citations: list[CitationOut]
     removed_citations: int
     unsupported_citations: int = 0
+    attributed_citations: int = 0
     faithfulness: float | None = None
     backend: str
     timings_ms: dict[str, float]

@@ -66,7 +66,8 @@ def answer_quality(
     a citation is correct when its document is judged relevant for the question.
     With ``extended``: ROUGE-L, ``similarity_fn(answer, references)`` (the best cosine to a
     reference), faithfulness (mean over answers that make a claim), the share of declined
-    answers, unsupported citations dropped, and p50 prompt tokens, time to first token and total.
+    answers, unsupported citations dropped, citations attributed to uncited sentences, and p50
+    prompt tokens, time to first token and total.
     """
     from query.citations import NOT_FOUND
 
@@ -77,7 +78,7 @@ def answer_quality(
     prompt: list[float] = []
     ttft: list[float] = []
     total_ms: list[float] = []
-    cited = declined = unsupported = 0
+    cited = declined = unsupported = attributed = 0
     correct = total = 0
     for i, (qid, refs) in enumerate(references.items(), start=1):
         out = answer_fn(questions[qid])
@@ -98,6 +99,7 @@ def answer_quality(
                 faiths.append(float(out["faithfulness"]))
             declined += text == NOT_FOUND
             unsupported += int(out.get("unsupported_citations") or 0)
+            attributed += int(out.get("attributed_citations") or 0)
             timings = out.get("timings_ms") or {}
             for key, acc in (("prompt_tokens", prompt), ("first_token_ms", ttft), ("total_ms", total_ms)):
                 if key in timings:
@@ -118,6 +120,7 @@ def answer_quality(
         result.update({
             "rouge_l": mean(rouges), "answer_similarity": mean(sims), "faithfulness": mean(faiths),
             "declined_share": round(declined / n, 4) if n else 0.0, "unsupported_citations": unsupported,
+            "attributed_citations": attributed,
             "p50_prompt_tokens": p50(prompt) if prompt else None,
             "p50_first_token_ms": p50(ttft) if ttft else None,
             "p50_total_ms": p50(total_ms) if total_ms else None,

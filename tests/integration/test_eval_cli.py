@@ -54,9 +54,11 @@ def test_eval_small_chatterbot_slice(settings, tmp_path: Path, capsys):
     # so every citation is supported)
     assert set(got) == {"answers", "token_f1", "cited_share", "citation_precision", "rouge_l",
                         "answer_similarity", "faithfulness", "declined_share", "unsupported_citations",
-                        "p50_prompt_tokens", "p50_first_token_ms", "p50_total_ms", "backend"}
+                        "attributed_citations", "p50_prompt_tokens", "p50_first_token_ms", "p50_total_ms",
+                        "backend"}
     assert got["backend"] == "extractive" and got["faithfulness"] == 1.0
     assert got["unsupported_citations"] == 0 and got["declined_share"] == 0.0
+    assert got["attributed_citations"] == 0  # every extracted sentence carries its [n] already
     assert got["answer_similarity"] == pytest.approx(0.4780, abs=0.002) and 0 < got["rouge_l"] < 1
     assert got["p50_prompt_tokens"] is None  # no LLM prompt
 
