@@ -131,7 +131,8 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the bench aliases")
     args = ap.parse_args()
     client = make_client(load_settings())
-    es_version = client.info()["version"]["number"]
+    nodes = client.nodes.info(filter_path="nodes.*.version")["nodes"]
+    es_version = ",".join(sorted({n["version"] for n in nodes.values()}))
     out: dict[str, Any] = {"machine": machine_info(es_version), "command": "python -m bench.rerank_stored "
                            + " ".join(args.sets), "sets": {}}
     base = load_settings()
