@@ -241,6 +241,9 @@ def print_summary(s: ReindexSummary, model_path: Path | None) -> None:
         f"into {s.new_index} ({s.new_model}, {s.new_dims}d) in {s.seconds:.1f}s"
     )
     typer.echo(f"alias {s.alias} now points at {s.new_index}")
+    if s.rerank_model:
+        typer.echo(f"stored rerank vectors ({s.rerank_model}): {s.rerank_encoded} encoded, "
+                   f"{s.chunks - s.rerank_encoded} copied")
     if s.old_deleted:
         typer.echo(f"old index {s.old_index} deleted")
     else:
