@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Protocol
 import numpy as np
 from cachetools import LRUCache
 
-from esrag.embedder import Embedder, configure_torch
+from esrag.embedder import Embedder, TorchEmbedder, configure_torch
 from esrag.rerank_model import bi_encoder, model_kind, rerank_model_path
 from esrag.settings import Settings
 from query.hits import Hit
@@ -29,6 +31,27 @@ __all__ = ["BiEncoderReranker", "CrossEncoderReranker", "HitReranker", "activate
            "model_kind"]
 
 MAX_LENGTH = 512
+# torch threads for encoding the one short query of the stored-vector path: a few tokens gain
+# nothing from a second thread, and on this busy 2-core machine (load average ~9) two threads
+# took 2,958 ms median and 0.90 CPU-s per mpnet query, one thread 613 ms and 0.13 CPU-s (measured
+# side by side, interleaved, 6 each)
+QUERY_THREADS = 1
+
+
+@contextmanager
+def torch_threads(embedder: Embedder, n: int) -> Iterator[None]:
+    """Run a torch embedder's calls with ``n`` threads inside the block (others: unchanged)."""
+    if not isinstance(embedder, TorchEmbedder):
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class Reranker(Protocol):
@@ -121,7 +144,8 @@ class BiEncoderReranker:
         """Scores with the passage vectors stored at ingest (``ESRAG_RERANK_VECTORS``): only the
         query is encoded; a text whose vector is None (indexed before the setting) is encoded."""
         with self._lock:
-            qvec = self.embedder.encode_query([query])[0]
+            with torch_threads(self.embedder, QUERY_THREADS):
+                qvec = self.embedder.encode_query([query])[0]
             missing = [i for i, v in enumerate(vectors) if v is None]
             fresh = self._passages([texts[i] for i in missing])
             encoded = dict(zip(missing, fresh, strict=True))
