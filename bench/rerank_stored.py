@@ -129,12 +129,19 @@ def main() -> None:
     ap.add_argument("sets", nargs="+", help="NAME=DIR[:LIMIT]")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/rerank_stored.json")
     ap.add_argument("--keep", action="store_true", help="keep the bench aliases")
+    ap.add_argument("--stored-only", action="store_true",
+                    help="only the stored-vector alias: ingest, disk, eval (no encoded side)")
+    ap.add_argument("--append", metavar="SUFFIX",
+                    help="add the sets to the existing --out file as NAME+SUFFIX, with machine info")
     args = ap.parse_args()
     client = make_client(load_settings())
     nodes = client.nodes.info(filter_path="nodes.*.version")["nodes"]
     es_version = ",".join(sorted({n["version"] for n in nodes.values()}))
-    out: dict[str, Any] = {"machine": machine_info(es_version), "command": "python -m bench.rerank_stored "
-                           + " ".join(args.sets), "sets": {}}
+    command = "python -m bench.rerank_stored " + " ".join(args.sets) + (
+        " --stored-only" if args.stored_only else "") + (f" --append {args.append}" if args.append else "")
+    out: dict[str, Any] = {"machine": machine_info(es_version), "command": command, "sets": {}}
+    if args.append:
+        out = json.loads(args.out.read_text())
     base = load_settings()
     out["settings"] = {"embed_model": base.embed_model, "embed_precision": base.embed_precision,
                        "rerank_model": base.rerank_model or "all-mpnet-base-v2",
@@ -145,28 +152,33 @@ def main() -> None:
         dataset, limit = Path(folder), int(lim) if lim else None
         plain, rv = f"bench-rerank-{name}-plain", f"bench-rerank-{name}-rv"
         row: dict[str, Any] = {"dataset": str(dataset), "limit": limit}
+        if args.append:
+            row.update(machine=machine_info(es_version), command=command)
         try:
             for alias in (plain, rv):
                 drop(client, alias)
-            print(f"{name}: ingest without stored vectors", file=sys.stderr, flush=True)
-            row["ingest_plain"] = ingest(load_settings(index=plain), dataset / "corpus.jsonl")
+            if not args.stored_only:
+                print(f"{name}: ingest without stored vectors", file=sys.stderr, flush=True)
+                row["ingest_plain"] = ingest(load_settings(index=plain), dataset / "corpus.jsonl")
             print(f"{name}: ingest with stored vectors", file=sys.stderr, flush=True)
             row["ingest_stored"] = ingest(load_settings(index=rv).model_copy(update={"rerank_vectors": True}),
                                           dataset / "corpus.jsonl")
-            row["ingest_cost_ratio"] = round(row["ingest_plain"]["chunks_per_cpu_s"]
-                                             / row["ingest_stored"]["chunks_per_cpu_s"], 2)
-            row["disk_plain"] = disk(client, plain)
+            if not args.stored_only:
+                row["ingest_cost_ratio"] = round(row["ingest_plain"]["chunks_per_cpu_s"]
+                                                 / row["ingest_stored"]["chunks_per_cpu_s"], 2)
+                row["disk_plain"] = disk(client, plain)
             row["disk_stored"] = disk(client, rv)
             row["response"] = response_bytes(client, rv, dataset)
             print(f"{name}: eval, stored vectors", file=sys.stderr, flush=True)
             row["eval_stored"] = evaluate(dataset, rv, limit, stored=True)
-            print(f"{name}: eval, encoded at query time", file=sys.stderr, flush=True)
-            row["eval_encoded"] = evaluate(dataset, plain, limit, stored=False)
+            if not args.stored_only:
+                print(f"{name}: eval, encoded at query time", file=sys.stderr, flush=True)
+                row["eval_encoded"] = evaluate(dataset, plain, limit, stored=False)
         finally:
             if not args.keep:
                 for alias in (plain, rv):
                     drop(client, alias)
-        out["sets"][name] = row
+        out["sets"][name + (args.append or "")] = row
         args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
 
