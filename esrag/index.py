@@ -15,7 +15,11 @@ from typing import Any
 from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError
 
 from esrag.embedder import ModelInfo
-from esrag.errors import EsragError, ModelMismatch, es_reason
+from esrag.errors import ConfigError, EsragError, ModelMismatch, es_reason
+from esrag.rerank_model import META_KEY as RERANK_META_KEY
+from esrag.rerank_model import RERANK_VECTOR_FIELD, describe, vectors_match
+from esrag.rerank_model import field_mapping as rerank_field_mapping
+from esrag.rerank_model import vector_meta as rerank_vector_meta
 from esrag.settings import Settings
 
 SCHEMA_VERSION = 1
@@ -37,9 +41,10 @@ def index_options(kind: str) -> dict[str, Any]:
     return opts
 
 
-def build_mapping(settings: Settings, model: ModelInfo) -> dict[str, Any]:
-    """Settings and mappings of a chunk index for ``model``."""
-    return {
+def build_mapping(settings: Settings, model: ModelInfo, rerank: ModelInfo | None = None) -> dict[str, Any]:
+    """Settings and mappings of a chunk index for ``model``; with ``rerank``, also the field of
+    stored second-stage vectors of that model (``ESRAG_RERANK_VECTORS``)."""
+    body: dict[str, Any] = {
         "settings": {
             "number_of_shards": settings.shards,
             "number_of_replicas": settings.replicas,
@@ -82,6 +87,10 @@ def build_mapping(settings: Settings, model: ModelInfo) -> dict[str, Any]:
             },
         },
     }
+    if rerank is not None:
+        body["mappings"]["_meta"]["esrag"][RERANK_META_KEY] = rerank_vector_meta(rerank)
+        body["mappings"]["properties"][RERANK_VECTOR_FIELD] = rerank_field_mapping(rerank)
+    return body
 
 
 def new_index_name(settings: Settings, model: ModelInfo, client: Elasticsearch) -> str:
@@ -143,26 +152,51 @@ def check_model(meta: dict[str, Any], model: ModelInfo, index: str) -> None:
     )
 
 
-def create_index(client: Elasticsearch, settings: Settings, model: ModelInfo) -> str:
+def create_index(client: Elasticsearch, settings: Settings, model: ModelInfo,
+                 rerank: ModelInfo | None = None) -> str:
     """Create a new versioned index for ``model`` (no alias change); return its name."""
     name = new_index_name(settings, model, client)
-    client.indices.create(index=name, **build_mapping(settings, model))
+    client.indices.create(index=name, **build_mapping(settings, model, rerank))
     return name
 
 
-def ensure_index(client: Elasticsearch, settings: Settings, model: ModelInfo) -> str:
+def ensure_rerank_field(client: Elasticsearch, index: str, meta: dict[str, Any], rerank: ModelInfo) -> None:
+    """Make ``index`` able to hold stored rerank vectors of ``rerank`` (add the field and its
+    ``_meta`` record when it has none); ConfigError when it holds vectors of another model."""
+    recorded = meta.get(RERANK_META_KEY)
+    if recorded:
+        if vectors_match(recorded, rerank):
+            return
+        raise ConfigError(
+            f"ESRAG_RERANK_VECTORS: index {index} stores rerank vectors of {describe(recorded)}, but the "
+            f"rerank model is {rerank.name} ({rerank.dims}d, {rerank.precision}); set ESRAG_RERANK_MODEL="
+            f"{recorded.get('model')}, or run `esrag reindex` with this rerank model to rebuild the vectors"
+        )
+    # _meta is replaced as a whole by a mapping update: send all of it
+    full = {**meta, RERANK_META_KEY: rerank_vector_meta(rerank)}
+    client.indices.put_mapping(index=index, meta={"esrag": full},
+                               properties={RERANK_VECTOR_FIELD: rerank_field_mapping(rerank)})
+
+
+def ensure_index(client: Elasticsearch, settings: Settings, model: ModelInfo,
+                 rerank: ModelInfo | None = None) -> str:
     """Return the concrete index behind the alias, creating both on first use.
 
-    Raises ModelMismatch when the alias already points at an index of another model.
+    Raises ModelMismatch when the alias already points at an index of another model. With
+    ``rerank`` (ESRAG_RERANK_VECTORS), the index gets the stored rerank-vector field.
     """
     target = alias_target(client, settings.index)
     if target is not None:
-        check_model(index_meta(client, target), model, target)
+        meta = index_meta(client, target)
+        check_model(meta, model, target)
+        if rerank is not None:
+            ensure_rerank_field(client, target, meta, rerank)
         return target
     name = new_index_name(settings, model, client)
     try:
         client.indices.create(
-            index=name, aliases={settings.index: {"is_write_index": True}}, **build_mapping(settings, model)
+            index=name, aliases={settings.index: {"is_write_index": True}},
+            **build_mapping(settings, model, rerank)
         )
     except BadRequestError as exc:
         if exc.error != "resource_already_exists_exception":
@@ -171,7 +205,10 @@ def ensure_index(client: Elasticsearch, settings: Settings, model: ModelInfo) ->
     target = alias_target(client, settings.index)
     if target is None:
         raise EsragError(f"index for alias {settings.index!r} exists without the alias; fix it by hand")
-    check_model(index_meta(client, target), model, target)
+    meta = index_meta(client, target)
+    check_model(meta, model, target)
+    if rerank is not None:
+        ensure_rerank_field(client, target, meta, rerank)
     client.cluster.health(index=target, wait_for_status="yellow", timeout="30s")
     return target
 

@@ -120,6 +120,8 @@ class Settings(BaseSettings):
     rerank_depth: int = Field(50, ge=1, le=1000)
     rerank_batch_size: int = Field(16, ge=1)
     rerank_cache_size: int = Field(20_000, ge=0)  # bi-encoder passage vectors kept (3 KB each)
+    # ingest/reindex also store each chunk's rerank-model vector; rerank is then a dot product
+    rerank_vectors: bool = False
     hybrid_window: int = Field(50, ge=1, le=1000)  # candidates per retriever before fusion
 
     # Generation

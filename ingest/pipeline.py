@@ -28,6 +28,7 @@ from esrag.errors import EsragError, one_line
 from esrag.es import cluster_health, make_client
 from esrag.index import alias_target, delete_matching, ensure_index
 from esrag.refresh import RefreshPause
+from esrag.rerank_model import RERANK_VECTOR_FIELD, vector_embedder, vector_values
 from esrag.settings import Settings
 from esrag.stemming import stem_text
 from ingest import existing
@@ -75,6 +76,7 @@ class _Run:
         self.stamp: dict[str, str] = {}  # metadata a scoped API key pins on every document
         self.roots: list[Path] | None = None  # files must resolve under these when opened
         self.pause = pause if pause is not None else RefreshPause(client, index)
+        self.rerank: Embedder | None = None  # ESRAG_RERANK_VECTORS: the rerank model's passage vectors
 
     # -- shared helpers -------------------------------------------------------------
     def fail(self, source: str, error: str) -> None:
@@ -179,6 +181,9 @@ class _Run:
                 d.metadata.update(self.stamp)
                 d.doc_id = stamped_doc_id(d.doc_id, self.stamp)
         model = self.embedder.info.name
+        if self.rerank is not None:  # stored rerank vectors are part of what a document's chunks hold
+            r = self.rerank.info
+            model += f"|rerank={r.name}/{r.dims}/{r.precision}"
         hashes = [doc_hash(d, model=model, max_tokens=s.chunk_max_tokens, overlap=s.chunk_overlap_tokens,
                            min_tokens=s.chunk_min_tokens, stem_language=s.stem_language) for d in docs]
         keys = [doc_key(d, s.id_scope) for d in docs]
@@ -232,7 +237,7 @@ class _Run:
             for w in works:  # the writer holds chunk 0 back as the completion marker
                 buffer.extend(_Record(w, i) for i in range(len(w.chunks)))
             if not works or len(buffer) < group:
-                self.put(self.to_write, ([], None))  # a tick, so progress moves
+                self.put(self.to_write, ([], None, None))  # a tick, so progress moves
             while len(buffer) >= group:
                 self.embed(buffer[:group])
                 buffer = buffer[group:]
@@ -242,9 +247,12 @@ class _Run:
 
     def embed(self, records: list[_Record]) -> None:
         vectors = self.embedder.encode_document([r.work.chunks[r.pos].embed_input() for r in records])
+        rerank = None
+        if self.rerank is not None:  # what the bi-encoder reranker scores: the hit's text alone
+            rerank = self.rerank.encode_document([r.work.chunks[r.pos].text for r in records])
         with self.lock:
             self.summary.embedded += len(records)
-        self.put(self.to_write, (records, vectors))
+        self.put(self.to_write, (records, vectors, rerank))
 
     # -- stage 3: write --------------------------------------------------------------
     def write_stage(self) -> None:
@@ -258,15 +266,18 @@ class _Run:
             item = self.get(self.to_write)
             if item is None:
                 break
-            records, vectors = item
+            records, vectors, rerank = item
             if records:
                 if self.summary.indexed + len(records) >= self.refresh_off_after:
                     self.pause.pause()
                 self.pause.renew()
                 vecs = np.round(np.asarray(vectors, dtype=np.float64), 6)
-                for rec, vec in zip(records, vecs, strict=True):
+                for i, (rec, vec) in enumerate(zip(records, vecs, strict=True)):
                     w = rec.work
-                    writer.chunk(w, rec.pos, self.source(w, w.chunks[rec.pos], vec, language, model))
+                    src = self.source(w, w.chunks[rec.pos], vec, language, model)
+                    if rerank is not None:
+                        src[RERANK_VECTOR_FIELD] = vector_values(rerank[i])
+                    writer.chunk(w, rec.pos, src)
                 writer.flush()
             self.emit()
         writer.flush()
@@ -335,11 +346,13 @@ def ingest_files(
     try:
         cluster_health(client, settings)
         embedder = embedder if embedder is not None else get_embedder(settings)
-        index = ensure_index(client, settings, embedder.info)
+        rerank = vector_embedder(settings) if settings.rerank_vectors else None
+        index = ensure_index(client, settings, embedder.info, rerank.info if rerank is not None else None)
         off_after = settings.refresh_off_after_chunks if refresh_off_after is None else refresh_off_after
         try:
             with RefreshPause(client, index, lease=settings.refresh_pause_lease) as pause:
                 run = _Run(settings, client, embedder, index, list(files), progress, off_after, pause)
+                run.rerank = rerank
                 run.stamp = dict(stamp or {})
                 run.roots = None if roots is None else [Path(os.path.realpath(r)) for r in roots]
                 loader = _thread(run, run.load_stage, "esrag-ingest-load")

@@ -29,6 +29,14 @@ from esrag.errors import EsragError, ModelMismatch
 from esrag.es import make_client, scan_all
 from esrag.index import VECTOR_FIELD, alias_target, check_model, create_index, index_meta, swap_alias
 from esrag.refresh import RefreshPause
+from esrag.rerank_model import META_KEY as RERANK_META_KEY
+from esrag.rerank_model import (
+    RERANK_VECTOR_FIELD,
+    recorded_info,
+    vector_embedder,
+    vector_values,
+    vectors_match,
+)
 from esrag.settings import Settings, load_settings
 from ingest.bulk import BulkWriter
 from ingest.chunking import context_line
@@ -48,6 +56,8 @@ class ReindexSummary:
     chunks: int
     seconds: float
     old_deleted: bool
+    rerank_model: str | None = None  # the model of the stored rerank vectors (ESRAG_RERANK_VECTORS)
+    rerank_encoded: int = 0  # chunks whose rerank vector was computed (the rest were copied)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON summary of `esrag reindex --json`."""
@@ -105,12 +115,17 @@ def _count(client: Elasticsearch, index: str) -> int:
 def copy_reembedded(
     client: Elasticsearch, settings: Settings, embedder: Embedder, old: str, new: str, *,
     batch_size: int, progress: Callable[[int], None] | None = None, prints: dict[str, int] | None = None,
-    pause: RefreshPause | None = None,
+    pause: RefreshPause | None = None, rerank: Embedder | None = None, keep_rerank: bool = False,
+    counts: dict[str, int] | None = None,
 ) -> int:
     """Copy every chunk of ``old`` into ``new`` with vectors of ``embedder``; return how many.
 
     ``prints`` receives the fingerprint of each copied document (see ``fingerprints``).
+    Stored rerank vectors are copied when ``keep_rerank`` (else dropped); with ``rerank``,
+    every chunk without one copied gets its vector from that model (``counts["rerank_encoded"]``).
     """
+    counts = counts if counts is not None else {}
+    counts.setdefault("rerank_encoded", 0)
     writer = BulkWriter(client, settings.bulk_max_bytes, max_retries=settings.bulk_max_retries)
     failed: list[str] = []
     done = 0
@@ -120,6 +135,15 @@ def copy_reembedded(
 
     for batch in _batches(client, old, batch_size, settings.reindex_scroll_keepalive):
         vectors = embedder.encode_document([embed_input(h["_source"]) for h in batch])
+        if not keep_rerank:
+            for h in batch:
+                h["_source"].pop(RERANK_VECTOR_FIELD, None)
+        if rerank is not None:
+            need = [h for h in batch if not h["_source"].get(RERANK_VECTOR_FIELD)]
+            for h, rvec in zip(need, rerank.encode_document([h["_source"].get("text") or "" for h in need]),
+                               strict=True):
+                h["_source"][RERANK_VECTOR_FIELD] = vector_values(rvec)
+            counts["rerank_encoded"] += len(need)
         for hit, vec in zip(batch, vectors, strict=True):
             if prints is not None:
                 _fold(prints, hit)
@@ -159,24 +183,32 @@ def reindex(
         "stem_language": meta.get("stem_language", settings.stem_language),  # text_stemmed is copied
     })
     embedder = get_embedder(target)
+    old_rerank = meta.get(RERANK_META_KEY) or None
+    rerank = vector_embedder(settings) if settings.rerank_vectors else None
+    # stored rerank vectors: kept when they are of the wanted model (or none is wanted), else rebuilt
+    keep_rerank = old_rerank is not None and (rerank is None or vectors_match(old_rerank, rerank.info))
+    rerank_info = rerank.info if rerank is not None else recorded_info(old_rerank) if old_rerank else None
     try:
         check_model(meta, embedder.info, old)
     except ModelMismatch:
         pass  # the configuration differs: re-embed
     else:
-        raise EsragError(f"index {old} already uses model {model} ({meta.get('dims')}d, "
-                         f"{embedder.info.precision}); nothing to reindex")
+        if rerank is None or keep_rerank:
+            raise EsragError(f"index {old} already uses model {model} ({meta.get('dims')}d, "
+                             f"{embedder.info.precision}); nothing to reindex")
     total = _count(client, old)
-    new = create_index(client, target, embedder.info)
+    new = create_index(client, target, embedder.info, rerank_info)
     try:
         client.cluster.health(index=new, wait_for_status="yellow", timeout="30s")
         tick = (lambda n: progress(n, total)) if progress is not None else None
         copied_prints: dict[str, int] = {}
+        counts: dict[str, int] = {}
         with RefreshPause(client, new, lease=settings.refresh_pause_lease) as pause:
             pause.pause()
             copied = copy_reembedded(client, settings, embedder, old, new,
                                      batch_size=batch_size or settings.reindex_batch_size,
-                                     progress=tick, prints=copied_prints, pause=pause)
+                                     progress=tick, prints=copied_prints, pause=pause,
+                                     rerank=rerank, keep_rerank=keep_rerank, counts=counts)
         changed = changed_documents(copied_prints, fingerprints(client, old))
         if changed:
             raise EsragError(
@@ -197,6 +229,8 @@ def reindex(
         alias=alias, old_index=old, new_index=new, old_model=str(meta.get("model")),
         old_dims=int(meta.get("dims") or 0), new_model=embedder.info.name, new_dims=embedder.info.dims,
         chunks=now_new, seconds=time.monotonic() - started, old_deleted=delete_old,
+        rerank_model=rerank_info.name if rerank_info is not None else None,
+        rerank_encoded=counts.get("rerank_encoded", 0),
     )
 
 
@@ -207,6 +241,9 @@ def print_summary(s: ReindexSummary, model_path: Path | None) -> None:
         f"into {s.new_index} ({s.new_model}, {s.new_dims}d) in {s.seconds:.1f}s"
     )
     typer.echo(f"alias {s.alias} now points at {s.new_index}")
+    if s.rerank_model:
+        typer.echo(f"stored rerank vectors ({s.rerank_model}): {s.rerank_encoded} encoded, "
+                   f"{s.chunks - s.rerank_encoded} copied")
     if s.old_deleted:
         typer.echo(f"old index {s.old_index} deleted")
     else:

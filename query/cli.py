@@ -45,8 +45,10 @@ def search_cmd(
     found = retrieve(settings, query, mode=mode, k=k, filters=parse_filters(filters or []) or None,
                      rerank=rerank)
     if as_json:
-        typer.echo(json.dumps({"hits": [h.to_dict() for h in found.hits], "mode": mode,
-                               "timings_ms": found.timings_ms}, indent=2))
+        out = {"hits": [h.to_dict() for h in found.hits], "mode": mode, "timings_ms": found.timings_ms}
+        if found.rerank_source is not None:
+            out["rerank_source"] = found.rerank_source
+        typer.echo(json.dumps(out, indent=2))
         return
     if not found.hits:
         typer.echo("no results")

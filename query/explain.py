@@ -102,15 +102,18 @@ def compare(
         "dense": [row(r, d, s) for r, (d, s) in enumerate(d_pairs[:k], start=1)],
         "hybrid": [row(r, d, s) for r, (d, s) in enumerate(hybrid, start=1)],
     }
-    reranker_name = None
+    reranker_name = rerank_source = None
     if rerank:
         from query.rerank import get_reranker
+        from query.rerank_stored import rerank_hits
 
         tr = time.perf_counter()
         reranker = get_reranker(settings)
         candidates = fusion.fuse(method, s_pairs[:rr_size], d_pairs[:rr_size], w, **opts)[:depth]
         ids = {to_hit(docs[d], 0.0).chunk_id: (r, d) for r, (d, _) in enumerate(candidates, start=1)}
-        reranked = reranker.rerank(query, [to_hit(docs[d], s) for d, s in candidates])
+        done = rerank_hits(client, settings, index, meta, reranker, query,
+                           [to_hit(docs[d], s) for d, s in candidates])
+        reranked, rerank_source = done.hits, done.source
         timings["rerank_ms"] = (time.perf_counter() - tr) * 1000
         reranker_name = getattr(reranker, "name", None)
         rows["hybrid+rerank"] = [row(r, ids[h.chunk_id][1], h.score, hybrid_rank=ids[h.chunk_id][0])
@@ -120,6 +123,6 @@ def compare(
         "query": query, "index": index, "alias": settings.index, "k": k, "filters": filters or {},
         "fusion": {"method": method, "weight_dense": w, "rrf_k": settings.rrf_k,
                    "window": settings.hybrid_window, "source": fz["source"], "tuned": meta.get(TUNED_KEY)},
-        "reranker": reranker_name, "modes": rows,
+        "reranker": reranker_name, "rerank_source": rerank_source, "modes": rows,
         "timings_ms": {n: round(v, 2) for n, v in timings.items()},
     }

@@ -40,3 +40,5 @@ class Retrieval:
     hits: list[Hit]
     timings_ms: dict[str, float]
     index: str
+    # with rerank: where the passage vectors came from ("stored", "encoded", "mixed")
+    rerank_source: str | None = None

@@ -11,8 +11,9 @@ activation (``activate``), a sentence-transformers folder as a bi-encoder.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -21,14 +22,36 @@ from typing import Protocol
 import numpy as np
 from cachetools import LRUCache
 
-from esrag.embedder import Embedder, configure_torch, get_embedder
-from esrag.errors import ConfigError
-from esrag.models import model_spec
+from esrag.embedder import Embedder, TorchEmbedder, configure_torch
+from esrag.rerank_model import bi_encoder, model_kind, rerank_model_path
 from esrag.settings import Settings
-from esrag.split_models import MPNET_NAME
 from query.hits import Hit
 
+__all__ = ["BiEncoderReranker", "CrossEncoderReranker", "HitReranker", "activate", "get_reranker",
+           "model_kind"]
+
 MAX_LENGTH = 512
+# torch threads for encoding the one short query of the stored-vector path: a few tokens gain
+# nothing from a second thread, and on this busy 2-core machine (load average ~9) two threads
+# took 2,958 ms median and 0.90 CPU-s per mpnet query, one thread 613 ms and 0.13 CPU-s (measured
+# side by side, interleaved, 6 each)
+QUERY_THREADS = 1
+
+
+@contextmanager
+def torch_threads(embedder: Embedder, n: int) -> Iterator[None]:
+    """Run a torch embedder's calls with ``n`` threads inside the block (others: unchanged)."""
+    if not isinstance(embedder, TorchEmbedder):
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class Reranker(Protocol):
@@ -115,17 +138,34 @@ class BiEncoderReranker:
         """Cosine of normalized embeddings, texts encoded in batches (truncated to the model's max)."""
         with self._lock:
             qvec = self.embedder.encode_query([query])[0]
-            if self.cache is None:
-                return [float(x) for x in self.embedder.encode_document(texts) @ qvec]
-            keys = [hashlib.blake2b(t.encode(), digest_size=16).digest() for t in texts]
-            missing = {k: t for k, t in zip(keys, texts, strict=True) if k not in self.cache}
-            found = {k: self.cache[k] for k in keys if k not in missing}
-            if missing:
-                vecs = self.embedder.encode_document(list(missing.values()))
-                for k, v in zip(missing, vecs, strict=True):
-                    self.cache[k] = found[k] = v
-            passages = np.stack([found[k] for k in keys])
+            return [float(x) for x in self._passages(texts) @ qvec]
+
+    def scores_stored(self, query: str, texts: list[str], vectors: list[np.ndarray | None]) -> list[float]:
+        """Scores with the passage vectors stored at ingest (``ESRAG_RERANK_VECTORS``): only the
+        query is encoded; a text whose vector is None (indexed before the setting) is encoded."""
+        with self._lock:
+            with torch_threads(self.embedder, QUERY_THREADS):
+                qvec = self.embedder.encode_query([query])[0]
+            missing = [i for i, v in enumerate(vectors) if v is None]
+            fresh = self._passages([texts[i] for i in missing])
+            encoded = dict(zip(missing, fresh, strict=True))
+            passages = np.stack([encoded[i] if v is None else v for i, v in enumerate(vectors)])
         return [float(x) for x in passages @ qvec]
+
+    def _passages(self, texts: list[str]) -> np.ndarray:
+        """Passage vectors of ``texts`` (from the cache where kept); the caller holds the lock."""
+        if not texts:
+            return np.zeros((0, self.embedder.info.dims), dtype=np.float32)
+        if self.cache is None:
+            return self.embedder.encode_document(texts)
+        keys = [hashlib.blake2b(t.encode(), digest_size=16).digest() for t in texts]
+        missing = {k: t for k, t in zip(keys, texts, strict=True) if k not in self.cache}
+        found = {k: self.cache[k] for k in keys if k not in missing}
+        if missing:
+            vecs = self.embedder.encode_document(list(missing.values()))
+            for k, v in zip(missing, vecs, strict=True):
+                self.cache[k] = found[k] = v
+        return np.stack([found[k] for k in keys])
 
 
 class HitReranker:
@@ -139,54 +179,30 @@ class HitReranker:
         """Model name."""
         return self.scorer.name
 
-    def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
-        """Hits re-sorted by the second-stage score (which replaces ``score``); ties keep order."""
+    def rerank(self, query: str, hits: list[Hit],
+               vectors: list[np.ndarray | None] | None = None) -> list[Hit]:
+        """Hits re-sorted by the second-stage score (which replaces ``score``); ties keep order.
+
+        ``vectors`` (a bi-encoder only): the hits' stored passage vectors, None where missing."""
         if not hits:
             return []
-        scores = self.scorer.scores(query, [h.text for h in hits])
+        texts = [h.text for h in hits]
+        if vectors is not None and isinstance(self.scorer, BiEncoderReranker):
+            scores = self.scorer.scores_stored(query, texts, vectors)
+        else:
+            scores = self.scorer.scores(query, texts)
         order = sorted(range(len(hits)), key=lambda i: (-scores[i], i))
         return [replace(hits[i], score=scores[i]) for i in order]
-
-
-def model_kind(path: Path) -> str:
-    """``cross-encoder`` (sequence-classification head) or ``bi-encoder`` (sentence-transformers folder)."""
-    config = path / "config.json"
-    if config.exists():
-        archs = json.loads(config.read_text()).get("architectures") or []
-        if any(a.endswith("ForSequenceClassification") for a in archs):
-            return "cross-encoder"
-    if (path / "modules.json").exists():
-        return "bi-encoder"
-    raise ConfigError(
-        f"ESRAG_RERANK_MODEL {path} is neither a cross-encoder (sequence classification) "
-        "nor a sentence-transformers folder"
-    )
-
-
-def _embedder_settings(name: str, path: Path | None, cache_dir: str, batch_size: int, device: str | None,
-                       threads: int | None, runtime: str) -> Settings:
-    """Settings that load the second-stage bi-encoder ``name`` (precision auto), env not read."""
-    return Settings.model_construct(
-        embed_model=name, embed_model_path=path, embed_precision="auto", embed_runtime=runtime,
-        embed_batch_size=batch_size, embed_device=device, torch_threads=threads, cache_dir=Path(cache_dir),
-    )
 
 
 @lru_cache(maxsize=4)
 def _load(model: str | None, cache_dir: str, batch_size: int, device: str | None,
           threads: int | None, cache_size: int = 0, runtime: str = "auto") -> HitReranker:
-    configure_torch(threads)
-    if model in (None, "", MPNET_NAME) or model_spec(model or "") is not None:
-        name = model or MPNET_NAME
-        args = (cache_dir, batch_size, device, threads, runtime)
-        return HitReranker(BiEncoderReranker(get_embedder(_embedder_settings(name, None, *args)), cache_size))
-    path = Path(model).expanduser()
-    if not path.is_dir():
-        raise ConfigError(f"ESRAG_RERANK_MODEL {model} is not a local model folder (no hub is contacted)")
-    if model_kind(path) == "cross-encoder":
+    path = rerank_model_path(model)
+    if path is not None and model_kind(path) == "cross-encoder":
+        configure_torch(threads)
         return HitReranker(CrossEncoderReranker(path, batch_size, device))
-    local = _embedder_settings(path.name, path, cache_dir, batch_size, device, threads, "torch")
-    embedder = get_embedder(local)
+    embedder = bi_encoder(model, cache_dir, batch_size, device, threads, runtime)
     return HitReranker(BiEncoderReranker(embedder, cache_size))
 
 

@@ -248,14 +248,18 @@ def retrieve(
         hits = [to_hit(h, h["_score"]) for h in results[0][:depth]]
     timings["fusion_ms"] = (time.perf_counter() - tf) * 1000
 
+    rerank_source = None
     if rerank and hits:
         from query.rerank import get_reranker
+        from query.rerank_stored import rerank_hits
 
         tr = time.perf_counter()
-        hits = get_reranker(settings).rerank(query, hits)
+        reranked = rerank_hits(client, settings, index, meta, get_reranker(settings), query, hits)
+        hits, rerank_source = reranked.hits, reranked.source
         timings["rerank_ms"] = (time.perf_counter() - tr) * 1000
     timings["total_ms"] = (time.perf_counter() - t0) * 1000
-    return Retrieval(hits=hits[:k], timings_ms={n: round(v, 2) for n, v in timings.items()}, index=index)
+    return Retrieval(hits=hits[:k], timings_ms={n: round(v, 2) for n, v in timings.items()}, index=index,
+                     rerank_source=rerank_source)
 
 
 def search(

@@ -45,7 +45,8 @@ def search(body: SearchRequest, request: Request, settings: SettingsDep, client:
     check_rerank(settings, body.k, body.rerank)
     found = retrieve(settings, body.query, mode=body.mode, k=body.k, filters=body.filters or None,
                      rerank=body.rerank, client=client)
-    return {"hits": [h.to_dict() for h in found.hits], "mode": body.mode, "timings_ms": found.timings_ms}
+    return {"hits": [h.to_dict() for h in found.hits], "mode": body.mode, "timings_ms": found.timings_ms,
+            "rerank_source": found.rerank_source}
 
 
 def _sse(event: str, data: dict[str, Any]) -> str:

@@ -69,6 +69,7 @@ class SearchResponse(BaseModel):
     hits: list[HitOut]
     mode: str
     timings_ms: dict[str, float]
+    rerank_source: str | None = None  # with rerank: "stored", "encoded" or "mixed" passage vectors
 
 
 class CitationOut(BaseModel):

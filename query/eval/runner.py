@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from esrag.errors import ConfigError, EsragError
 from esrag.settings import Settings, with_updates
 from query.eval.beir import Dataset
@@ -72,19 +74,24 @@ def ingest_corpus(settings: Settings, dataset: Dataset, *, client: Any = None, e
     return summary
 
 
-def rerank_top(reranker: Any, query: str, hits: list[Any], depth: int) -> list[Any]:
-    """Rerank the first ``depth`` hits; deeper hits follow in their first-stage order, scored below."""
-    head = reranker.rerank(query, hits[:depth])
+def rerank_top(reranker: Any, query: str, hits: list[Any], depth: int,
+               rerank: Callable[[str, list[Any]], list[Any]] | None = None) -> list[Any]:
+    """Rerank the first ``depth`` hits (with ``rerank`` when given, else ``reranker.rerank``);
+    deeper hits follow in their first-stage order, scored below."""
+    head = (rerank or reranker.rerank)(query, hits[:depth])
     floor = min((float(h.score) for h in head), default=0.0)
     tail = [replace(h, score=floor - 1.0 - i) for i, h in enumerate(hits[depth:])]
     return [*head, *tail]
 
 
 def run_mode(settings: Settings, dataset: Dataset, mode: str, *, client: Any = None, embedder: Any = None,
-             progress: Callable[[str], None] | None = None,
+             progress: Callable[[str], None] | None = None, stats: dict[str, int] | None = None,
              ) -> tuple[dict[str, dict[str, float]], list[float]]:
-    """Document run (query -> doc -> score) and per-query latencies in ms for one mode."""
-    from query.retrieval import search
+    """Document run (query -> doc -> score) and per-query latencies in ms for one mode.
+
+    ``stats`` receives ``reranked`` and ``stored``: hits reranked, and how many of them with
+    passage vectors stored at ingest (ESRAG_RERANK_VECTORS)."""
+    from query.retrieval import default_client, resolve_index, search
 
     base, rerank = ("hybrid", True) if mode == "hybrid+rerank" else (mode, False)
     reranker = None
@@ -92,6 +99,19 @@ def run_mode(settings: Settings, dataset: Dataset, mode: str, *, client: Any = N
         from query.rerank import get_reranker
 
         reranker = get_reranker(settings)
+    stats = stats if stats is not None else {}
+    stats.update(reranked=0, stored=0)
+    rclient = client or default_client(settings)
+
+    def rerank(text: str, head: list[Any]) -> list[Any]:
+        from query.rerank_stored import rerank_hits
+
+        index, meta = resolve_index(rclient, settings)
+        done = rerank_hits(rclient, settings, index, meta, reranker, text, head)
+        stats["reranked"] += len(head)
+        stats["stored"] += done.stored
+        return done.hits
+
     run: dict[str, dict[str, float]] = {}
     latencies: list[float] = []
     total = len(dataset.queries)
@@ -101,7 +121,7 @@ def run_mode(settings: Settings, dataset: Dataset, mode: str, *, client: Any = N
         hits = search(settings, text, mode=base, k=CHUNK_DEPTH, rerank=False, client=client,
                       embedder=embedder)
         if reranker is not None:
-            hits = rerank_top(reranker, text, hits, settings.rerank_depth)
+            hits = rerank_top(reranker, text, hits, settings.rerank_depth, rerank)
         latencies.append((time.perf_counter() - t0) * 1000)
         run[qid] = rank_scores(collapse_to_docs(hits, depth=DOC_DEPTH))
         if progress and (done % every == 0 or done == total):
@@ -117,8 +137,13 @@ def score_modes(settings: Settings, dataset: Dataset, modes: Sequence[str], *, c
     for mode in modes:
         if progress:
             progress(f"running {len(dataset.queries)} queries, mode {mode}")
-        run, lat = run_mode(settings, dataset, mode, client=client, embedder=embedder, progress=progress)
+        stats: dict[str, int] = {}
+        run, lat = run_mode(settings, dataset, mode, client=client, embedder=embedder, progress=progress,
+                            stats=stats)
         results[mode] = {**evaluate(dataset.qrels, run), "p50_ms": p50(lat)}
+        if stats.get("reranked"):  # the second stage's tail, and the share scored with stored vectors
+            results[mode]["p95_ms"] = round(float(np.percentile(lat, 95)), 1)
+            results[mode]["rerank_stored"] = round(stats["stored"] / stats["reranked"], 4)
     return results
 
 
