@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     fusion: Literal["dbsf", "rrf", "weighted"] = "dbsf"
     rrf_k: int = Field(60, ge=1)
     hybrid_weight_dense: float = Field(0.8, ge=0.0, le=1.0)
-    rerank: bool = False
+    rerank: bool | Literal["auto"] = "auto"  # auto: on where the index stores rerank vectors of the model
     rerank_model: str | None = None
     rerank_depth: int = Field(50, ge=1, le=1000)
     rerank_batch_size: int = Field(16, ge=1)
@@ -299,6 +299,9 @@ def with_updates(settings: Settings, **updates: object) -> Settings:
 
 
 def _config_error(exc: ValidationError) -> ConfigError:
-    err = exc.errors()[0]
-    field = ".".join(str(p) for p in err["loc"]) or "settings"
-    return ConfigError(f"invalid setting ESRAG_{field.upper()}: {err['msg']}")
+    errors = exc.errors()
+    loc = errors[0]["loc"]
+    field = str(loc[0]) if loc else "settings"
+    # a union (e.g. true/false or "auto") reports one error per member: name them all
+    msgs = dict.fromkeys(e["msg"] for e in errors if (e["loc"][:1] or ("settings",))[0] == field)
+    return ConfigError(f"invalid setting ESRAG_{field.upper()}: {' or '.join(msgs)}")

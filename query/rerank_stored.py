@@ -11,6 +11,7 @@ vector (indexed before the setting was on) is encoded on the fly.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from esrag.errors import ServiceUnavailable
 from esrag.es import unavailable_message
 from esrag.rerank_model import META_KEY, RERANK_VECTOR_FIELD, vectors_match
 from esrag.settings import Settings
+from esrag.split_models import MPNET_NAME
 from query.hits import Hit
 from query.rerank import BiEncoderReranker, HitReranker
 
@@ -35,6 +37,19 @@ class Reranked:
     hits: list[Hit]
     source: str
     stored: int  # hits scored with a stored vector
+
+
+def rerank_by_default(settings: Settings, meta: dict[str, Any], k: int) -> bool:
+    """Whether a request that does not say reranks: ``ESRAG_RERANK`` when true or false; with
+    ``auto`` (the default) when the index records stored vectors of the configured rerank
+    model (by name; ``rerank_hits`` checks the full record) and ``k`` is at most
+    ``ESRAG_RERANK_REQUEST_MAX``: then rerank is a dot product, not a model run per passage."""
+    if isinstance(settings.rerank, bool):
+        return settings.rerank
+    recorded = meta.get(META_KEY) or {}
+    configured = settings.rerank_model or MPNET_NAME
+    names = {configured, Path(configured).name}
+    return recorded.get("model") in names and k <= settings.rerank_request_max
 
 
 def usable(reranker: HitReranker, meta: dict[str, Any]) -> bool:

@@ -211,10 +211,13 @@ def retrieve(
         raise EsragError(f"k must be between 1 and {MAX_K}, got {k}")
     if not query.strip():
         raise EsragError("the query is empty")
-    rerank = settings.rerank if rerank is None else rerank
     client = client or default_client(settings)
     filter_clauses(filters)  # validate before any I/O
     index, meta = resolve_index(client, settings)
+    if rerank is None:
+        from query.rerank_stored import rerank_by_default
+
+        rerank = rerank_by_default(settings, meta, k)
     timings: dict[str, float] = {}
     depth = max(k, settings.rerank_depth) if rerank else k
     size = max(depth, settings.hybrid_window) if mode == "hybrid" else depth

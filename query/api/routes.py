@@ -99,7 +99,7 @@ async def ask(body: AskRequest, request: Request, settings: SettingsDep, client:
 
 def check_rerank(settings: Settings, k: int, rerank: bool | None) -> None:
     """422 when a request would have more passages reranked than ESRAG_RERANK_REQUEST_MAX."""
-    if (settings.rerank if rerank is None else rerank) and k > settings.rerank_request_max:
+    if (settings.rerank is True if rerank is None else rerank) and k > settings.rerank_request_max:
         raise HTTPException(status_code=422, detail=[{
             "loc": ["body", "k"], "type": "value_error",
             "msg": f"k is at most {settings.rerank_request_max} with rerank (ESRAG_RERANK_REQUEST_MAX)"}])

@@ -230,3 +230,24 @@ def test_reindex_creates_then_keeps_the_vectors(es: Elasticsearch, settings: Set
     third = alias_target(es, settings.index)
     assert index_meta(es, third)["precision"] == precision and index_meta(es, third)["rerank"] == MPNET_META
     assert {c: s[RERANK_VECTOR_FIELD] for c, s in _sources(es, third).items()} == vectors
+
+
+def test_rerank_is_on_by_default_where_the_index_stores_the_vectors(es: Elasticsearch, corpus) -> None:
+    stored, plain = corpus
+    assert stored.rerank == plain.rerank == "auto"  # the default
+    q = QUERIES[0]
+    auto = retrieve(stored, q, mode="hybrid", k=5)
+    assert auto.rerank_source == "stored" and "rerank_ms" in auto.timings_ms
+    explicit = retrieve(stored, q, mode="hybrid", k=5, rerank=True)
+    assert [h.chunk_id for h in auto.hits] == [h.chunk_id for h in explicit.hits]
+    # no stored vectors: the default does not rerank (encoding 50 passages per query is too slow)
+    off = retrieve(plain, q, mode="hybrid", k=5)
+    assert off.rerank_source is None and "rerank_ms" not in off.timings_ms
+    assert [h.chunk_id for h in off.hits] == [h.chunk_id for h in retrieve(plain, q, mode="hybrid", k=5,
+                                                                          rerank=False).hits]
+    # past ESRAG_RERANK_REQUEST_MAX, and with ESRAG_RERANK=false, the default does not rerank either
+    assert retrieve(stored, q, mode="hybrid", k=stored.rerank_request_max + 1).rerank_source is None
+    assert retrieve(stored.model_copy(update={"rerank": False}), q, mode="hybrid", k=5).rerank_source is None
+    # another configured rerank model than the one the vectors were written with: not by default
+    other = stored.model_copy(update={"rerank_model": "bge-small-en-v1.5"})
+    assert retrieve(other, q, mode="hybrid", k=5).rerank_source is None

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from esrag.embedder import ModelInfo
+from esrag.errors import ConfigError
 from esrag.rerank_model import field_mapping, recorded_info, vector_meta, vector_values, vectors_match
+from esrag.settings import load_settings
 from query.hits import Hit
 from query.rerank import BiEncoderReranker, HitReranker
 
@@ -80,3 +82,17 @@ def test_stored_vectors_score_as_encoding_and_missing_ones_are_encoded(cache_siz
     emb.encoded.clear()
     reranker.rerank("aa", hits, stored)
     assert emb.encoded == ["aa"]  # all stored: the query alone
+
+
+@pytest.mark.parametrize(("value", "parsed"),
+                         [("auto", "auto"), ("true", True), ("false", False), ("1", True)])
+def test_rerank_setting_is_auto_or_a_bool(monkeypatch: pytest.MonkeyPatch, value: str,
+                                          parsed: object) -> None:
+    monkeypatch.setenv("ESRAG_RERANK", value)
+    assert load_settings().rerank == parsed
+
+
+def test_rerank_setting_other_value_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ESRAG_RERANK", "sometimes")
+    with pytest.raises(ConfigError, match=r"^invalid setting ESRAG_RERANK: "):
+        load_settings()
