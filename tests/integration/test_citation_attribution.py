@@ -8,14 +8,15 @@ OpenAI-compatible endpoint with the official client.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import openai
 import pytest
 from dashboard_server import serve
+from llm_server import serve as serve_llm
+from llm_server import sse_event
 from query_corpus import corpus_alias
 
 from esrag.settings import Settings, load_settings
@@ -30,9 +31,6 @@ WRITTEN = ("To read a file line by line in Python, you can use a loop over the f
 FIRST, SECOND = WRITTEN.split(". ", 1)
 
 
-def _event(content: str) -> str:
-    return "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": content}}]}) + "\n\n"
-
 
 class _Replay(BaseHTTPRequestHandler):
     """Streams WRITTEN word by word, as the model did."""
@@ -45,7 +43,8 @@ class _Replay(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server's name)
         self.rfile.read(int(self.headers["Content-Length"]))
         words = WRITTEN.split(" ")
-        payload = "".join(_event(w if i == 0 else " " + w) for i, w in enumerate(words)) + "data: [DONE]\n\n"
+        pieces = (sse_event(w if i == 0 else " " + w) for i, w in enumerate(words))
+        payload = "".join(pieces) + "data: [DONE]\n\n"
         body = payload.encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -56,15 +55,8 @@ class _Replay(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def llm_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Replay)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serve_llm(_Replay) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

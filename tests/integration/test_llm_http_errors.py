@@ -9,11 +9,11 @@ the real Elasticsearch.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
+from llm_server import serve, sse_event
 from query_corpus import corpus_alias
 
 from esrag.errors import EsragError, ServiceUnavailable
@@ -23,18 +23,15 @@ from query.generation import ask
 Q = "What temperature should bread be baked at?"
 
 
-def _event(content: object) -> str:
-    return "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": content}}]}) + "\n\n"
-
 
 SCRIPTS: dict[str, list[str]] = {
-    "bad-json": [_event("Bake"), 'data: {"choices": [{"delta": {"content": " the\n\n'],
-    "bad-content": [_event("Bake"), _event(42)],
+    "bad-json": [sse_event("Bake"), 'data: {"choices": [{"delta": {"content": " the\n\n'],
+    "bad-content": [sse_event("Bake"), sse_event(42)],
     "noise": [": keep-alive comment\n\n", "event: ping\n\n", 'data: {"choices": []}\n\n',
-              'data: {"choices": [{"delta": {}}]}\n\n', _event("Bake the bread at 220 degrees"),
-              _event(" [1]."), "data: [DONE]\n\n", _event(" ignored after DONE")],
-    "reasoning": [_event("<reason"), _event("ing>The passage gives 220 degrees.</reas"),
-                  _event("oning>Bake the bread at 220 degrees [1]."), "data: [DONE]\n\n"],
+              'data: {"choices": [{"delta": {}}]}\n\n', sse_event("Bake the bread at 220 degrees"),
+              sse_event(" [1]."), "data: [DONE]\n\n", sse_event(" ignored after DONE")],
+    "reasoning": [sse_event("<reason"), sse_event("ing>The passage gives 220 degrees.</reas"),
+                  sse_event("oning>Bake the bread at 220 degrees [1]."), "data: [DONE]\n\n"],
 }
 
 
@@ -62,7 +59,7 @@ class _Handler(BaseHTTPRequestHandler):
         if model == "cut":  # a chunked body whose connection drops before its last chunk
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            piece = _event("Bake").encode()
+            piece = sse_event("Bake").encode()
             self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
             self.wfile.flush()
             self.close_connection = True
@@ -75,15 +72,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def llm_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serve(_Handler) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
