@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
@@ -236,17 +235,17 @@ class Settings(BaseSettings):
             raise ValueError(f"must be below ESRAG_TASK_TIME_LIMIT ({hard:g})")
         return value
 
-    @cached_property
+    @property  # not cached: model_copy(update=...) would keep a stale value
     def es_urls(self) -> list[str]:
         """The Elasticsearch node URLs (ESRAG_ES_URL may list several, comma-separated)."""
         return self.es_url.split(",")
 
-    @cached_property
+    @property  # not cached: model_copy(update=...) would keep a stale value
     def safe_es_url(self) -> str:
         """es_url without credentials, for messages and logs."""
         return redact_url(self.es_url)
 
-    @cached_property
+    @property  # not cached: model_copy(update=...) would keep a stale value
     def safe_redis_url(self) -> str:
         """redis_url without credentials, for messages and logs."""
         return redact_url(self.redis_url)
@@ -266,12 +265,12 @@ class Settings(BaseSettings):
         """Where the scoped API keys live (ESRAG_API_KEY_FILE, default under state_dir)."""
         return self.api_key_file or self.state_dir / "api-keys.json"
 
-    @cached_property
+    @property  # not cached: model_copy(update=...) would keep a stale value
     def es_port(self) -> int:
         """Port of the first local node, taken from the first es_url."""
         return urlparse(self.es_urls[0]).port or 9200
 
-    @cached_property
+    @property  # not cached: model_copy(update=...) would keep a stale value
     def redis_port(self) -> int:
         """Port of the local Redis, taken from redis_url."""
         return urlparse(self.redis_url).port or 6379

@@ -130,3 +130,15 @@ def test_the_dashboard_page_polls_at_the_configured_interval() -> None:
 
     assert "&quot;poll_ms&quot;: 2000," in render_page(load_settings())  # HTML-escaped JSON
     assert "&quot;poll_ms&quot;: 750," in render_page(load_settings(dashboard_poll_ms=750))
+
+
+def test_a_copy_with_other_urls_reports_its_own_urls() -> None:
+    """Derived values follow a ``model_copy(update=...)`` (they were cached once and went stale)."""
+    base = load_settings(es_url="http://user:pw@127.0.0.1:9200", redis_url="redis://127.0.0.1:6379/0")
+    assert (base.es_urls, base.es_port, base.safe_es_url) == (
+        ["http://user:pw@127.0.0.1:9200"], 9200, "http://127.0.0.1:9200")
+    other = base.model_copy(update={"es_url": "http://127.0.0.1:9291,http://127.0.0.1:9292",
+                                    "redis_url": "redis://127.0.0.1:6390/0"})
+    assert (other.es_urls, other.es_port, other.safe_es_url, other.safe_redis_url) == (
+        ["http://127.0.0.1:9291", "http://127.0.0.1:9292"], 9291,
+        "http://127.0.0.1:9291,http://127.0.0.1:9292", "redis://127.0.0.1:6390/0")
