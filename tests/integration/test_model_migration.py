@@ -30,18 +30,23 @@ def ids(hits):
     return [h.chunk_id for h in hits]
 
 
+def ingest_pages(es: Elasticsearch, built_with: Settings, folder: Path, monkeypatch) -> str:
+    """Ingest FILES with ``built_with`` (no model or precision from the environment); the index."""
+    monkeypatch.delenv("ESRAG_EMBED_MODEL", raising=False)
+    monkeypatch.delenv("ESRAG_EMBED_PRECISION", raising=False)
+    for name in FILES:
+        shutil.copy(PAGES / name, folder / name)
+    summary = run_ingest([str(folder)], built_with)
+    assert summary.failed == [] and summary.indexed == summary.chunks > 0
+    return alias_target(es, built_with.index)
+
+
 @pytest.mark.timeout(900)
 def test_minilm_index_keeps_answering_until_reindexed(
     es: Elasticsearch, settings: Settings, tmp_path: Path, capsys, monkeypatch
 ) -> None:
-    monkeypatch.delenv("ESRAG_EMBED_MODEL", raising=False)
-    monkeypatch.delenv("ESRAG_EMBED_PRECISION", raising=False)
-    for name in FILES:
-        shutil.copy(PAGES / name, tmp_path / name)
     minilm = settings.model_copy(update={"embed_model": "all-MiniLM-L6-v2", "embed_runtime": "torch"})
-    summary = run_ingest([str(tmp_path)], minilm)
-    assert summary.failed == [] and summary.indexed == summary.chunks > 0
-    old = alias_target(es, settings.index)
+    old = ingest_pages(es, minilm, tmp_path, monkeypatch)
     meta = index_meta(es, old)
     assert {k: meta[k] for k in ("model", "dims", "pooling", "query_prompt", "document_prompt",
                                  "precision", "runtime")} == {
@@ -103,14 +108,8 @@ def test_int8_index_keeps_answering_and_reindex_moves_it_to_the_fp32_default(
 ) -> None:
     """An index written by the earlier default (MiniLM, ONNX int8) answers with the defaults at its
     own precision; `esrag reindex --model all-MiniLM-L6-v2` re-embeds it at the fp32 default."""
-    monkeypatch.delenv("ESRAG_EMBED_MODEL", raising=False)
-    monkeypatch.delenv("ESRAG_EMBED_PRECISION", raising=False)
-    for name in FILES:
-        shutil.copy(PAGES / name, tmp_path / name)
     int8 = settings.model_copy(update={"embed_runtime": "onnx", "embed_precision": "int8"})
-    summary = run_ingest([str(tmp_path)], int8)
-    assert summary.failed == [] and summary.indexed == summary.chunks > 0
-    old = alias_target(es, settings.index)
+    old = ingest_pages(es, int8, tmp_path, monkeypatch)
     assert (index_meta(es, old)["precision"], get_embedder(settings).info.precision) == ("int8", "fp32")
 
     expected = ids(search(int8, Q, mode="dense", k=5))
