@@ -53,6 +53,14 @@ def embedder_settings(name: str, path: Path | None, cache_dir: str, batch_size: 
     )
 
 
+def model_name(model: str | None) -> str:
+    """The name ``ESRAG_RERANK_MODEL`` loads and records vectors under: a registered model's name
+    (default all-mpnet-base-v2), else its folder's name. No file is read."""
+    if model in (None, "", MPNET_NAME) or model_spec(model or "") is not None:
+        return model or MPNET_NAME
+    return Path(model or "").expanduser().name
+
+
 def rerank_model_path(model: str | None) -> Path | None:
     """The local folder ``ESRAG_RERANK_MODEL`` names, or None for a registered model (default mpnet)."""
     if model in (None, "", MPNET_NAME) or model_spec(model or "") is not None:
@@ -73,11 +81,12 @@ def bi_encoder(model: str | None, cache_dir: str, batch_size: int, device: str |
     configure_torch(threads)
     path = rerank_model_path(model)
     if path is None:
-        name = model or MPNET_NAME
-        return get_embedder(embedder_settings(name, None, cache_dir, batch_size, device, threads, runtime))
+        return get_embedder(embedder_settings(model_name(model), None, cache_dir, batch_size, device, threads,
+                                              runtime))
     if model_kind(path) == "cross-encoder":
         raise ConfigError(f"ESRAG_RERANK_MODEL {path} is a cross-encoder, not a bi-encoder")
-    return get_embedder(embedder_settings(path.name, path, cache_dir, batch_size, device, threads, "torch"))
+    return get_embedder(embedder_settings(model_name(model), path, cache_dir, batch_size, device, threads,
+                                          "torch"))
 
 
 def vector_embedder(settings: Settings) -> Embedder:

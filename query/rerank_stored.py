@@ -11,7 +11,6 @@ vector (indexed before the setting was on) is encoded on the fly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,9 +18,8 @@ from elasticsearch import ApiError, Elasticsearch, TransportError
 
 from esrag.errors import ServiceUnavailable
 from esrag.es import unavailable_message
-from esrag.rerank_model import META_KEY, RERANK_VECTOR_FIELD, vectors_match
+from esrag.rerank_model import META_KEY, RERANK_VECTOR_FIELD, model_name, vectors_match
 from esrag.settings import Settings
-from esrag.split_models import MPNET_NAME
 from query.hits import Hit
 from query.rerank import BiEncoderReranker, HitReranker
 
@@ -47,9 +45,7 @@ def rerank_by_default(settings: Settings, meta: dict[str, Any], k: int) -> bool:
     if isinstance(settings.rerank, bool):
         return settings.rerank
     recorded = meta.get(META_KEY) or {}
-    configured = settings.rerank_model or MPNET_NAME
-    names = {configured, Path(configured).name}
-    return recorded.get("model") in names and k <= settings.rerank_request_max
+    return recorded.get("model") == model_name(settings.rerank_model) and k <= settings.rerank_request_max
 
 
 def usable(reranker: HitReranker, meta: dict[str, Any]) -> bool:
