@@ -7,16 +7,11 @@ treats it as an unsupported claim. Sentences that already cite something are lef
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from query.citations import NOT_FOUND
-from query.verify import cited_numbers, claim_text, sentence_spans
-
-# Where a citation goes: before the sentence's closing punctuation, as the prompt's example
-# does: "... language [1]."
-_END = re.compile(r"[.!?:;]*\s*$")
+from query.verify import cite_at_end, cited_numbers, claim_text, sentence_spans
 
 
 @dataclass
@@ -51,8 +46,7 @@ def attribute_citations(answer: str, passages: Sequence[str], support: Callable[
         if claim and claim != NOT_FOUND and not cited_numbers(sentence):
             n = best_passage(claim, passages, support, min_support)
         if n is not None:
-            cut = _END.search(sentence).start()  # always matches (it can match the empty string)
-            sentence = f"{sentence[:cut]} [{n}]{sentence[cut:]}"
+            sentence = cite_at_end(sentence, f"[{n}]")
             added += 1
         out.append(answer[pos:start] + sentence)
         pos = end

@@ -23,6 +23,9 @@ _CITE = re.compile(r"\s*\[(\d{1,4}(?:\s*,\s*\d{1,4})*)\]")
 # and line breaks.
 _BOUNDARY = re.compile(r"(?<=[.!?\]])[ \t]+(?=[A-Z0-9\"'(`*])|\n+")
 _WORD = re.compile(r"\w+")
+_LEADING = re.compile(r"\s*(?:\[\d{1,4}(?:\s*,\s*\d{1,4})*\]\s*)+:?\s*")
+# Where a citation goes: before the sentence's closing punctuation, as the prompt's example does.
+_CLOSING = re.compile(r"[.!?:;]*\s*$")
 # Passage sentences (for extractive answers and embedding support): after . ! ? before a capital.
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
@@ -49,13 +52,45 @@ class Checked:
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each non-empty sentence of an answer; citations stay with their sentence."""
-    spans, pos = [], 0
+    """(start, end) of each non-empty sentence of an answer; citations stay with their sentence.
+
+    A citation written before its sentence ("[1] Freeze is a tool.") belongs to the sentence after
+    it on the same line; one on a line of its own belongs to the text before it.
+    """
+    raw, pos = [], 0
     for m in _BOUNDARY.finditer(text):
-        spans.append((pos, m.start()))
+        raw.append((pos, m.start()))
         pos = m.end()
-    spans.append((pos, len(text)))
-    return [(a, b) for a, b in spans if text[a:b].strip()]
+    raw.append((pos, len(text)))
+    raw = [(a, b) for a, b in raw if text[a:b].strip()]
+    spans: list[tuple[int, int]] = []
+    lead: int | None = None  # start of citations waiting for their sentence
+    for i, (a, b) in enumerate(raw):
+        if lead is not None:
+            a, lead = lead, None
+        if not claim_text(text[a:b]):
+            if i + 1 < len(raw) and "\n" not in text[b:raw[i + 1][0]]:
+                lead = a
+                continue
+            if spans:
+                spans[-1] = (spans[-1][0], b)
+                continue
+        spans.append((a, b))
+    return spans
+
+
+def move_leading_citations(sentence: str) -> str:
+    """``[1] Freeze is a tool.`` -> ``Freeze is a tool [1].``: citations go where the prompt asks."""
+    m = _LEADING.match(sentence)
+    if not m or not claim_text(sentence[m.end():]):
+        return sentence
+    return cite_at_end(sentence[m.end():].rstrip(), m.group(0).strip().rstrip(":").strip())
+
+
+def cite_at_end(sentence: str, markers: str) -> str:
+    """``markers`` appended to ``sentence`` before its closing punctuation: ``It is [1].``"""
+    cut = _CLOSING.search(sentence).start()  # always matches (it can match the empty string)
+    return f"{sentence[:cut]} {markers}{sentence[cut:]}"
 
 
 def cited_numbers(sentence: str) -> list[int]:
@@ -121,7 +156,7 @@ def check_citations(answer: str, passages: Sequence[str], support: Callable[[str
             if n not in kept:
                 kept.append(n)
         if drop:
-            sentence = _CITE.sub(lambda m, good=good: _keep(m, good), sentence)
+            sentence = _CITE.sub(lambda m, good=good: _keep(m, good), move_leading_citations(sentence))
         out.append(answer[pos:start] + sentence)
         pos = end
     out.append(answer[pos:])

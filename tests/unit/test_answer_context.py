@@ -94,3 +94,26 @@ def test_overlap_support_uses_stems_and_ignores_stop_words():
     assert overlap_support("The files are closed", "closing a file") == 1.0
     assert overlap_support("It is.", "anything") == 1.0
     assert overlap_support("gluon confinement", "bread") == 0.0
+
+
+def test_a_citation_before_its_sentence_belongs_to_that_sentence():
+    text = "[1] Freeze is a tool. It needs Tcl [2].\n[3]\nNext line"
+    assert [text[a:b] for a, b in sentence_spans(text)] == [
+        "[1] Freeze is a tool.", "It needs Tcl [2].\n[3]", "Next line"]
+
+
+FREEZE = "Freeze is a tool to create stand-alone applications."
+
+
+def test_a_leading_citation_is_checked_and_moved_to_the_end_of_its_sentence():
+    checked = check_citations("[1] Freeze is a tool to create stand-alone applications.",
+                              [FREEZE, "Bake the bread at 220 degrees."], overlap_support, 0.5)
+    assert checked.answer == "Freeze is a tool to create stand-alone applications [1]."
+    assert (checked.kept, checked.unsupported, checked.sentences, checked.supported) == ([1], 0, 1, 1)
+
+
+def test_a_leading_citation_the_passage_does_not_support_is_dropped():
+    checked = check_citations("[2] Freeze is a tool to create stand-alone applications.",
+                              [FREEZE, "Bake the bread at 220 degrees."], overlap_support, 0.5)
+    assert checked.answer == "Freeze is a tool to create stand-alone applications."
+    assert (checked.kept, checked.unsupported, checked.supported) == ([], 1, 0)

@@ -121,3 +121,8 @@ def test_embedding_support_uses_the_embedder_interface_and_embeds_each_passage_o
     assert embedder.calls == 3  # the passage once, each claim once
     out = attribute_citations("tuples are immutable sequences.", PASSAGES, support, 0.5)
     assert (out.answer, out.added) == ("tuples are immutable sequences [3].", 1)
+
+
+def test_a_sentence_cited_before_it_starts_is_not_attributed_again():
+    out = attribute_citations("[3] Tuples are immutable sequences.", PASSAGES, overlap_support, 0.5)
+    assert (out.answer, out.added) == ("[3] Tuples are immutable sequences.", 0)
