@@ -67,8 +67,8 @@ def main() -> None:
     ttft = ap.add_argument_group("time to first token of a warm `esrag serve` /v1/ask (bench/ttft.py)")
     ttft.add_argument("--ttft", action="store_true", help="measure TTFT instead (bench/results/ttft.json)")
     ttft.add_argument("--ttft-configs", default="qwen2.5-coder-0.5b-instruct;smollm2-135m-instruct",
-                      help="';'-separated MODEL[,binding=..,threads=N,prompt_threads=N,batch=N,"
-                           "context=TOKENS,prefix_cache=true|false]")
+                      help="';'-separated MODEL (or extractive)[,binding=..,threads=N,prompt_threads=N,"
+                           "batch=N,context=TOKENS,prefix_cache=true|false]")
     ttft.add_argument("--questions", type=int, default=10)
     ttft.add_argument("--dataset", type=Path, help="BEIR FAQ set (default: python-faq --small, built now)")
     ttft.add_argument("--max-tokens", type=int, default=32)

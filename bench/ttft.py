@@ -1,4 +1,5 @@
-"""Time to first token of a warm `esrag serve` answering /v1/ask (stream) with the local LLM backend.
+"""Time to first token of a warm `esrag serve` answering /v1/ask (stream) with the local LLM backend
+(or, for the configuration ``extractive``, the default extractive backend).
 
 For each configuration (model, binding, threads, prompt threads, batch, passage-token budget,
 prefix cache) it starts `esrag serve` on a free loopback port, warms it with one question (the
@@ -101,9 +102,12 @@ def ask_once(url: str, question: str, server: psutil.Process, timeout: float) ->
 def run_config(config: dict[str, str], index: str, questions: list[str], max_tokens: int,
                timeout: float) -> dict[str, Any]:
     """One served configuration: warm it, then the per-question figures and their summary."""
-    env = {**os.environ, "ESRAG_INDEX": index, "ESRAG_LLM_BACKEND": "local",
-           "ESRAG_LLM_LOCAL_MODEL": config["model"], "ESRAG_LLM_MAX_TOKENS": str(max_tokens),
+    env = {**os.environ, "ESRAG_INDEX": index, "ESRAG_LLM_MAX_TOKENS": str(max_tokens),
            "ESRAG_API_KEYS": "[]", "ESRAG_RATE_LIMIT_PER_MINUTE": "0"}
+    if config["model"] == "extractive":  # the default backend: no model, sentences of the passages
+        env["ESRAG_LLM_BACKEND"] = "extractive"
+    else:
+        env.update({"ESRAG_LLM_BACKEND": "local", "ESRAG_LLM_LOCAL_MODEL": config["model"]})
     env.update({KNOBS[k]: v for k, v in config.items() if k in KNOBS})
     port = free_port()
     url = f"http://127.0.0.1:{port}"
