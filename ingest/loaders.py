@@ -219,6 +219,7 @@ def load_pdf(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
 def load_docx(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
     """A Word document: paragraphs and tables in order; Heading N styles give the structure."""
     import zipfile
+    import zlib
 
     import docx
     from docx.exceptions import PythonDocxError
@@ -253,8 +254,8 @@ def load_docx(path: Path, limits: Limits = DEFAULT_LIMITS) -> Document:
                 out.add_block(text)
         text = out.text()
         title = title or (document.core_properties.title or "")
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, XMLSyntaxError, OpcError,
-            PythonDocxError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, ValueError, OSError, XMLSyntaxError,
+            OpcError, PythonDocxError) as exc:  # zlib, EOFError: a corrupt or cut deflate stream
         raise LoadError(str(path), f"not a valid DOCX file: {one_line(exc, 300, typed=False)}") from None
     _require_text(path, text)
     return _base(path, CONTENT_TYPES[".docx"], title, text, out.headings)

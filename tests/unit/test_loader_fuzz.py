@@ -200,3 +200,17 @@ def test_chunker_merges_small_sections_without_losing_text(sections, max_tokens,
     assert covered == {f"w{i}" for i in range(words)}  # no body text lost
     if len(chunks) > 1:
         assert all(c.tokens >= min_tokens for c in chunks)
+
+
+def test_a_docx_with_a_corrupt_deflate_stream_is_one_line_naming_the_format(tmp_path, seeds):
+    """Found by the mangling test above: zlib's own error escaped the DOCX loader's checks."""
+    raw = bytearray(seeds[".docx"])
+    with zipfile.ZipFile(io.BytesIO(bytes(raw))) as zf:
+        info = zf.getinfo("word/document.xml")
+    # the member's compressed data starts after its local header (30 bytes, name, extra field)
+    extra = int.from_bytes(raw[info.header_offset + 28:info.header_offset + 30], "little")
+    start = info.header_offset + 30 + len(info.filename) + extra
+    raw[start:start + 8] = b"\xff" * 8  # an invalid deflate block header
+    items = _load(tmp_path, "bad.docx", bytes(raw))
+    assert len(items) == 1 and isinstance(items[0], LoadError)
+    assert items[0].message.startswith("not a valid DOCX file: "), items[0].message
