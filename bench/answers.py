@@ -28,7 +28,7 @@ from typing import Any
 from bench.machine import machine_info
 from esrag.settings import load_settings
 from query.attribution import attribute_citations
-from query.citations import NOT_FOUND
+from query.citations import NOT_FOUND, is_decline
 from query.eval.answers import best_f1, rouge_l
 from query.eval.ask import reference_similarity, sample_answers
 from query.eval.beir import load_dataset
@@ -76,7 +76,9 @@ def apply_check(raw: dict, check: str, support: Any, min_support: float, *, attr
     """``raw`` (generated with the check off) after ``check``, with or without post-hoc attribution,
     against the prompt's passages (``raw["passages"]``), as `esrag ask` applies them."""
     out = copy.deepcopy(raw)
-    if check == "off" or raw["answer"] == NOT_FOUND:
+    if is_decline(out["answer"]):  # as ask_stream does, check or not (older raw answers kept the words)
+        out["answer"], out["citations"] = NOT_FOUND, []
+    if check == "off" or out["answer"] == NOT_FOUND:
         return out
     passages = raw["passages"]
     texts = [p["text"] for p in passages]

@@ -24,6 +24,19 @@ REASONING_PROMPT = (
 )
 MAX_PASSAGE_CHARS = 2000
 
+# The decline in other words, as small models write it ("The passage does not contain the answer.",
+# "The provided passages do not mention ..."): one sentence saying the passages lack the answer.
+_DECLINE = re.compile(
+    r"(?:i'?m sorry,?\s+(?:but\s+)?)?(?:the\s+)?(?:provided\s+|given\s+)?"
+    r"(?:passages?|context|documents?|texts?)\s+(?:do|does)\s+not\s+"
+    r"(?:contain|include|provide|mention|say|answer|have)\b[^.!?\n]*[.!]?", re.I)
+
+
+def is_decline(answer: str) -> bool:
+    """Whether ``answer`` (citations aside) is only a sentence saying the passages lack the answer."""
+    return _DECLINE.fullmatch(_CITE.sub("", answer).strip()) is not None
+
+
 # "[1]", "[1, 2]" with any whitespace before it (dropped together with a removed citation).
 _CITE = re.compile(r"(\s*)\[(\d{1,4}(?:\s*,\s*\d{1,4})*)\]")
 # A tail that may still become a citation once more tokens arrive.

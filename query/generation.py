@@ -16,7 +16,14 @@ import httpx
 
 from esrag.errors import ConfigError, EsragError, ServiceUnavailable, squash
 from esrag.settings import Settings
-from query.citations import NOT_FOUND, CitationParser, ReasoningFilter, build_messages, to_citation
+from query.citations import (
+    NOT_FOUND,
+    CitationParser,
+    ReasoningFilter,
+    build_messages,
+    is_decline,
+    to_citation,
+)
 from query.context import estimate_tokens, pack
 from query.hits import Hit
 from query.retrieval import retrieve
@@ -360,6 +367,8 @@ def ask_stream(
         timings_ms=timings, backend=model.name if model is not None else "extractive",
         reasoning=think.reasoning if reasoning else None, passages=hits,
     )
+    if is_decline(answer.answer):  # the decline in the model's own words is the decline
+        answer.answer, answer.citations = NOT_FOUND, []
     if hits and answer.answer not in (NOT_FOUND, NO_PASSAGES) and settings.citation_check != "off":
         tv = time.perf_counter()
         verify_answer(settings, answer, hits, embedder)

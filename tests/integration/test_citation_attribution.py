@@ -36,13 +36,14 @@ class _Replay(BaseHTTPRequestHandler):
     """Streams WRITTEN word by word, as the model did."""
 
     protocol_version = "HTTP/1.1"
+    text = WRITTEN
 
     def log_message(self, *args: object) -> None:
         pass
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's name)
         self.rfile.read(int(self.headers["Content-Length"]))
-        words = WRITTEN.split(" ")
+        words = self.text.split(" ")
         pieces = (sse_event(w if i == 0 else " " + w) for i, w in enumerate(words))
         payload = "".join(pieces) + "data: [DONE]\n\n"
         body = payload.encode()
@@ -57,6 +58,12 @@ class _Replay(BaseHTTPRequestHandler):
 def llm_url() -> Iterator[str]:
     with serve_llm(_Replay) as url:
         yield url
+
+
+class _Declines(_Replay):
+    """Qwen 0.5B's decline in its own words (python-faq full, docs/QUALITY.md)."""
+
+    text = "The passage does not contain the answer."
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +147,10 @@ def test_openai_endpoint_reports_attributed_citations(base: str, corpus: Setting
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == WRITTEN
     last = chunks[-1].model_extra["esrag"]
     assert (last["answer"], last["attributed_citations"]) == (resp.choices[0].message.content, 1)
+
+
+@pytest.mark.parametrize("check", ["off", "overlap"])
+def test_the_decline_in_the_models_own_words_is_the_decline(corpus: Settings, check: str) -> None:
+    with serve_llm(_Declines) as url:
+        answer = ask(_llm(corpus, url, citation_check=check), Q, k=3)
+    assert (answer.answer, answer.citations, answer.attributed_citations) == (NOT_FOUND, [], 0)

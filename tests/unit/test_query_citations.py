@@ -69,3 +69,16 @@ def test_filters_parse_and_validate():
         parse_filters(["doc_id"])
     with pytest.raises(FilterError, match="given more than once"):
         parse_filters(["doc_id=a", "doc_id=b"])
+
+
+def test_the_decline_in_other_words_is_recognised_and_an_answer_is_not():
+    from query.citations import NOT_FOUND, is_decline
+
+    for text in (NOT_FOUND, "The passage does not contain the answer.",
+                 "the passages do not contain the answer",
+                 "The provided passages do not mention how to do this [2].",
+                 "I'm sorry, but the context does not include that information.", "Passages do not say."):
+        assert is_decline(text), text
+    for text in ("The passages do not contain the answer. Python is a language [1].",
+                 "Python is a language [1].", "The file does not contain a newline [2].", ""):
+        assert not is_decline(text), text
