@@ -9,13 +9,14 @@ from typing import Any
 from query.hits import Hit
 
 NOT_FOUND = "The passages do not contain the answer."
-# The citation format is shown without a claim of its own: an example sentence with content was
-# copied into answers as a claim of their own (docs/QUALITY.md, "The prompt's example").
+# The example is off every topic a user asks about: a Python sentence there was copied into answers on
+# the Python FAQ as a claim of its own, and one without any content made Qwen 0.5B decline most
+# questions (docs/QUALITY.md, "The prompt's example").
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered passages you are given. "
     "Write at most three short sentences. End every sentence with the numbers of the passages "
-    'it relies on in square brackets, before its full stop: "... [1]." or "... [2][3]." '
-    "Cite only passage numbers that exist. "
+    "it relies on in square brackets, like [1] or [2][3], for example: "
+    '"Water boils at 100 degrees Celsius at sea level [1]." Cite only passage numbers that exist. '
     f'If the passages do not contain the answer, say exactly: "{NOT_FOUND}"'
 )
 REASONING_PROMPT = (
@@ -68,7 +69,7 @@ def build_messages(question: str, hits: list[Hit], *, reasoning: bool = False) -
         lines.append(f"[{n}] ({hit.source}) {text}")
     system = SYSTEM_PROMPT + (REASONING_PROMPT if reasoning else "")
     user = ("Passages:\n" + "\n".join(lines)
-            + f"\n\nQuestion: {question}\nAnswer:")
+            + f"\n\nQuestion: {question}\nAnswer, each sentence ending with its [n]:")
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
