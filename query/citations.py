@@ -9,7 +9,7 @@ from typing import Any
 from query.hits import Hit
 
 NOT_FOUND = "The passages do not contain the answer."
-# The example is off every topic a user asks about: a Python sentence there was copied into answers on
+# The example is off the topics of the eval sets: a Python sentence there was copied into answers on
 # the Python FAQ as a claim of its own, and one without any content made Qwen 0.5B decline most
 # questions (docs/QUALITY.md, "The prompt's example").
 SYSTEM_PROMPT = (

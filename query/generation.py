@@ -27,7 +27,7 @@ from query.citations import (
 from query.context import estimate_tokens, pack
 from query.hits import Hit
 from query.retrieval import retrieve
-from query.verify import split_sentences
+from query.verify import prose_sentences, split_sentences
 
 NO_PASSAGES = "No passages matched the question."
 EXTRACT_SENTENCES = 3
@@ -268,7 +268,9 @@ def get_backend(settings: Settings, name: str | None = None) -> Backend | None:
 
 def extractive_pieces(question: str, hits: list[Hit], embedder: Any) -> Iterator[str]:
     """The sentences of the passages closest to the question, each followed by its [n]."""
-    candidates = [(n, s) for n, h in enumerate(hits, start=1) for s in split_sentences(h.text)]
+    candidates = [(n, s) for n, h in enumerate(hits, start=1) for s in prose_sentences(h.text)]
+    if not candidates:  # passages of code only: their sentences as they are
+        candidates = [(n, s) for n, h in enumerate(hits, start=1) for s in split_sentences(h.text)]
     if not candidates:
         yield NO_PASSAGES
         return

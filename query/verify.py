@@ -26,6 +26,10 @@ _WORD = re.compile(r"\w+")
 _LEADING = re.compile(r"\s*(?:\[\d{1,4}(?:\s*,\s*\d{1,4})*\]\s*)+:?\s*")
 # Where a citation goes: before the sentence's closing punctuation, as the prompt's example does.
 _CLOSING = re.compile(r"[.!?:;]*\s*$")
+# Lines of an interactive session (prompt or continuation) and a line that is one quoted literal.
+_SESSION = re.compile(r"(?:>>>|\.\.\.)(?:\s|$)")
+_PROMPT = re.compile(r"\s+(?=>>>)")
+_QUOTED = re.compile(r"""(['"]).*\1""")
 # Passage sentences (for extractive answers and embedding support): after . ! ? before a capital.
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
@@ -33,6 +37,25 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 def split_sentences(text: str) -> list[str]:
     """Sentences of a passage (a simple punctuation rule; good enough for extraction)."""
     return [s.strip() for s in _SENTENCE.split(" ".join(text.split())) if len(s.strip()) > 3]
+
+
+def prose_sentences(text: str) -> list[str]:
+    """The sentences of a passage a reader can take as prose, for extractive answers: each line
+    apart (a code block's lines and the paragraph after it are not one sentence), lines of an
+    interactive session (``>>>``, ``...``), quoted output and lines of mostly symbols left out."""
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or _SESSION.match(line) or _QUOTED.fullmatch(line):
+            continue
+        for piece in _PROMPT.split(line):  # flattened text: a session may follow a sentence on one line
+            out.extend(s for s in split_sentences(piece) if ">>>" not in s and _mostly_letters(s))
+    return out
+
+
+def _mostly_letters(line: str) -> bool:
+    chars = [c for c in line if not c.isspace()]
+    return sum(c.isalpha() for c in chars) >= 0.6 * len(chars)
 
 
 @dataclass

@@ -117,3 +117,23 @@ def test_a_leading_citation_the_passage_does_not_support_is_dropped():
                               [FREEZE, "Bake the bread at 220 degrees."], overlap_support, 0.5)
     assert checked.answer == "Freeze is a tool to create stand-alone applications."
     assert (checked.kept, checked.unsupported, checked.supported) == ([], 1, 0)
+
+
+# tutorial/inputoutput.html as the HTML loader gives it: a session, a paragraph, a code block
+SESSION = ("while a blank line is represented by '\\n', a string containing only a single newline.\n\n"
+           ">>> f.readline()\n'This is the first line of the file.\\n'\n>>> f.readline()\n''\n\n"
+           "For reading lines from a file, you can loop over the file object. This is memory efficient, "
+           "fast, and leads to simple code:\n\n>>> for line in f:\n...     print(line, end='')\n...\n"
+           "This is the first line of the file.\n")
+
+
+def test_prose_sentences_leave_out_sessions_quoted_output_and_symbols():
+    from query.verify import prose_sentences
+
+    assert prose_sentences(SESSION) == [
+        "while a blank line is represented by '\\n', a string containing only a single newline.",
+        "For reading lines from a file, you can loop over the file object.",
+        "This is memory efficient, fast, and leads to simple code:",
+        "This is the first line of the file."]
+    # flattened text (no line breaks): a sentence with a session prompt in it, or mostly symbols, is left out
+    assert prose_sentences("Read it. >>> f.read() '' Then stop. {[(1, 2), (3, 4)]} == x.") == ["Read it."]
