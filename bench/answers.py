@@ -118,7 +118,7 @@ def load_raw(path: Path | None) -> dict[tuple[str, str], dict]:
     for line in path.read_text().splitlines():
         if line.strip():
             a = json.loads(line)
-            out[a.pop("backend"), a["qid"]] = a
+            out[a.pop("spec"), a["qid"]] = a
     return out
 
 
@@ -178,7 +178,7 @@ def main() -> None:
             raws.append(a)
             if args.raw:
                 with args.raw.open("a") as f:
-                    f.write(json.dumps({"backend": spec, **a}) + "\n")
+                    f.write(json.dumps({"spec": spec, **a}) + "\n")
             t = a["timings_ms"]
             print(f"{spec} {len(raws)}/{len(qids)} {qid}: {t['total_ms'] / 1000:.1f} s {a['answer'][:80]!r}",
                   file=sys.stderr, flush=True)
