@@ -28,7 +28,6 @@ _LEADING = re.compile(r"\s*(?:\[\d{1,4}(?:\s*,\s*\d{1,4})*\]\s*)+:?\s*")
 _CLOSING = re.compile(r"[.!?:;]*\s*$")
 # Lines of an interactive session (prompt or continuation) and a line that is one quoted literal.
 _SESSION = re.compile(r"(?:>>>|\.\.\.)(?:\s|$)")
-_PROMPT = re.compile(r"\s+(?=>>>)")
 _QUOTED = re.compile(r"""(['"]).*\1""")
 # Passage sentences (for extractive answers and embedding support): after . ! ? before a capital.
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
@@ -42,14 +41,16 @@ def split_sentences(text: str) -> list[str]:
 def prose_sentences(text: str) -> list[str]:
     """The sentences of a passage a reader can take as prose, for extractive answers: each line
     apart (a code block's lines and the paragraph after it are not one sentence), lines of an
-    interactive session (``>>>``, ``...``), quoted output and lines of mostly symbols left out."""
+    interactive session (``>>>``, ``...``), quoted output and lines of mostly symbols left out.
+    Text of one line (a corpus stored flattened) has nothing to tell code by: all its sentences."""
+    if "\n" not in text.strip():
+        return split_sentences(text)
     out = []
     for line in text.splitlines():
         line = line.strip()
-        if not line or _SESSION.match(line) or _QUOTED.fullmatch(line):
+        if not line or _SESSION.match(line) or _QUOTED.fullmatch(line) or not _mostly_letters(line):
             continue
-        for piece in _PROMPT.split(line):  # flattened text: a session may follow a sentence on one line
-            out.extend(s for s in split_sentences(piece) if ">>>" not in s and _mostly_letters(s))
+        out.extend(split_sentences(line))
     return out
 
 

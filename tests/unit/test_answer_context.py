@@ -2,7 +2,7 @@
 
 from query.context import is_navigation, merge_overlapping, pack
 from query.hits import Hit
-from query.verify import check_citations, overlap_support, sentence_spans
+from query.verify import check_citations, overlap_support, sentence_spans, split_sentences
 
 TOC = """Contents
 General Python FAQ
@@ -135,5 +135,7 @@ def test_prose_sentences_leave_out_sessions_quoted_output_and_symbols():
         "For reading lines from a file, you can loop over the file object.",
         "This is memory efficient, fast, and leads to simple code:",
         "This is the first line of the file."]
-    # flattened text (no line breaks): a sentence with a session prompt in it, or mostly symbols, is left out
-    assert prose_sentences("Read it. >>> f.read() '' Then stop. {[(1, 2), (3, 4)]} == x.") == ["Read it."]
+    assert prose_sentences("{[(1, 2)]} == x.\n>>> f()\nRead it.") == ["Read it."]
+    # one line (a corpus stored flattened): nothing tells code from prose, every sentence stays
+    flat = "Read it. >>> f.read() '' Then stop. {[(1, 2), (3, 4)]} == x."
+    assert prose_sentences(flat) == split_sentences(flat) == [flat]
