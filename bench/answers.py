@@ -137,8 +137,9 @@ def main() -> None:
                     help="JSON lines of generated answers: each is appended as it is made, and answers "
                          "already there (same backend and question) are reused, so a stopped run resumes "
                          "and a rerun re-scores without generating")
-    ap.add_argument("--stored-only", action="store_true",
-                    help="score only what --raw holds: each backend stops at its first question not there")
+    ap.add_argument("--stored-only", default="",
+                    help="comma-separated backends that only use what --raw holds: each stops at its first "
+                         "question not there (the others generate)")
     args = ap.parse_args()
 
     from esrag.embedder import get_embedder
@@ -168,7 +169,7 @@ def main() -> None:
             if (spec, qid) in stored:
                 raws.append(stored[spec, qid])
                 continue
-            if args.stored_only:
+            if spec in args.stored_only.split(","):
                 break
             answer = ask(settings, dataset.queries[qid], embedder=embedder)
             a = answer.to_dict(include_reasoning=True)
