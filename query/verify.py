@@ -19,9 +19,12 @@ from esrag.stemming import stem_text
 
 _CITE = re.compile(r"\s*\[(\d{1,4}(?:\s*,\s*\d{1,4})*)\]")
 
-# Sentence boundaries: after . ! ? or a closing citation, before something that starts a sentence;
-# and line breaks.
-_BOUNDARY = re.compile(r"(?<=[.!?\]])[ \t]+(?=[A-Z0-9\"'(`*])|\n+")
+# Sentence boundaries: after . ! ? or a closing bracket, before something that starts a sentence;
+# after a citation marker (not an index: list[0]) whatever follows (chat text starts sentences in
+# lower case: "Trading shares. [3] the stockholders. [5]" is two sentences); and line breaks.
+_BOUNDARY = re.compile(r"(?<=[.!?\]])[ \t]+(?=[A-Z0-9\"'(`*])"
+                       r"|(?:(?<=[\s.!?\]]\[\d\])|(?<=[\s.!?\]]\[\d\d\])|(?<=[\s.!?\]]\[\d\d\d\]))"
+                       r"[ \t]+(?=\S)|\n+")
 _WORD = re.compile(r"\w+")
 _LEADING = re.compile(r"\s*(?:\[\d{1,4}(?:\s*,\s*\d{1,4})*\]\s*)+:?\s*")
 # Where a citation goes: before the sentence's closing punctuation, as the prompt's example does.

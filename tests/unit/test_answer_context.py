@@ -139,3 +139,15 @@ def test_prose_sentences_leave_out_sessions_quoted_output_and_symbols():
     # one line (a corpus stored flattened): nothing tells code from prose, every sentence stays
     flat = "Read it. >>> f.read() '' Then stop. {[(1, 2), (3, 4)]} == x."
     assert prose_sentences(flat) == split_sentences(flat) == [flat]
+
+
+def test_a_citation_ends_its_sentence_whatever_case_follows():
+    text = "Trading shares. [3] the stockholders. [5] Use list[0] here [1]."
+    assert [text[a:b] for a, b in sentence_spans(text)] == [
+        "Trading shares. [3]", "the stockholders. [5]", "Use list[0] here [1]."]
+    # chatterbot's extracted answer: each passage's sentence is supported by that passage
+    passages = ["Do you feel that the stock market is going up?", "x", "Trading shares.", "y",
+                "the stockholders."]
+    answer = "Trading shares. [3] the stockholders. [5]"
+    checked = check_citations(answer, passages, overlap_support, 0.5)
+    assert (checked.answer, checked.unsupported, checked.supported) == (answer, 0, 2)
