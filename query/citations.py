@@ -11,7 +11,7 @@ from query.hits import Hit
 NOT_FOUND = "The passages do not contain the answer."
 # The example is off the topics of the eval sets: a Python sentence there was copied into answers on
 # the Python FAQ as a claim of its own, and one without any content made Qwen 0.5B decline most
-# questions (docs/QUALITY.md, "The prompt's example").
+# questions (docs/QUALITY.md, "The answer table on python-faq full, third round").
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered passages you are given. "
     "Write at most three short sentences. End every sentence with the numbers of the passages "
