@@ -6,6 +6,8 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from esrag.errors import EsragError
 from esrag.settings import Settings
 
@@ -43,9 +45,13 @@ def reference_similarity(settings: Settings) -> Callable[[str, Sequence[str]], f
     from esrag.split_models import mpnet_path
 
     model = SentenceTransformer(str(mpnet_path(settings)), device="cpu")
+    seen: dict[str, np.ndarray] = {}  # each reference is embedded once, however many answers meet it
 
     def similarity(answer: str, references: Sequence[str]) -> float:
-        vecs = model.encode([answer, *references], normalize_embeddings=True)
-        return round(float((vecs[1:] @ vecs[0]).max()), 4)
+        new = [r for r in dict.fromkeys(references) if r not in seen]
+        vecs = model.encode([answer, *new], normalize_embeddings=True)
+        seen.update(zip(new, vecs[1:], strict=True))
+        refs = np.stack([seen[r] for r in references])
+        return round(float((refs @ vecs[0]).max()), 4)
 
     return similarity
