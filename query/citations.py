@@ -128,42 +128,68 @@ def to_citation(n: int, hit: Hit) -> Citation:
 
 
 class ReasoningFilter:
-    """Hides a leading ``<reasoning>...</reasoning>`` block from a stream and keeps it aside."""
+    """Hides every ``<reasoning>...</reasoning>`` block of a stream and keeps the blocks aside.
+
+    Small models do not stop at one block (Qwen 0.5B, its answer opened inside one, wrote five
+    in a row), nor always open the one they close: no tag reaches the answer either way.
+    """
 
     OPEN, CLOSE = "<reasoning>", "</reasoning>"
 
     def __init__(self) -> None:
-        self.reasoning = ""
+        self.blocks: list[str] = []
         self._buf = ""
-        self._state = "start"  # start -> inside -> after
+        self._inside = False
+        self._strip = False
+
+    @property
+    def reasoning(self) -> str:
+        """The blocks' text, one paragraph per block."""
+        return "\n\n".join(b for b in self.blocks if b)
 
     def feed(self, chunk: str) -> str:
         """Add streamed text; return the part that belongs to the answer."""
-        if self._state == "after":
-            return chunk
         self._buf += chunk
-        if self._state == "start":
-            head = self._buf.lstrip()
-            if head.startswith(self.OPEN):
-                self._state = "inside"
-                self._buf = head[len(self.OPEN):]
-            elif self.OPEN.startswith(head):
-                return ""
-            else:
-                self._state, out, self._buf = "after", self._buf, ""
-                return out
-        end = self._buf.find(self.CLOSE)
-        if end < 0:
-            return ""
-        self.reasoning = self._buf[:end].strip()
-        rest = self._buf[end + len(self.CLOSE):]
-        self._state, self._buf = "after", ""
-        return rest.lstrip()
+        out: list[str] = []
+        while True:
+            if self._strip and not self._inside:
+                self._buf = self._buf.lstrip()
+                if not self._buf:
+                    break
+                self._strip = False
+            if self._inside:
+                end = self._buf.find(self.CLOSE)
+                if end < 0:
+                    break
+                self.blocks.append(self._buf[:end].strip())
+                self._buf, self._inside = self._buf[end + len(self.CLOSE):], False
+                self._strip = True  # the space between a block and the answer is neither
+                continue
+            tags = [(at, tag) for tag in (self.OPEN, self.CLOSE) if (at := self._buf.find(tag)) >= 0]
+            if not tags:
+                keep = self._partial_tag()
+                out.append(self._buf[:len(self._buf) - keep])
+                self._buf = self._buf[len(self._buf) - keep:]
+                break
+            at, tag = min(tags)
+            out.append(self._buf[:at])
+            self._buf = self._buf[at + len(tag):]
+            self._inside = tag == self.OPEN  # a close tag with no open one is dropped
+        return "".join(out)
+
+    def _partial_tag(self) -> int:
+        """Length of the buffer's end that may be the start of a tag still arriving."""
+        for n in range(min(len(self._buf), len(self.CLOSE)), 0, -1):
+            tail = self._buf[-n:]
+            if self.OPEN.startswith(tail) or self.CLOSE.startswith(tail):
+                return n
+        return 0
 
     def close(self) -> str:
-        """End of stream: an unclosed reasoning block is all reasoning, no answer."""
-        if self._state == "inside":
-            self.reasoning = self._buf.strip()
+        """End of stream: an unclosed block is all reasoning; a partial tag is answer text."""
+        if self._inside:
+            self.blocks.append(self._buf.strip())
+            self._buf = ""
             return ""
         out, self._buf = self._buf, ""
         return out

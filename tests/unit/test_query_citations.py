@@ -50,6 +50,24 @@ def test_reasoning_hidden_from_stream():
     assert f.reasoning == "think hard"
     g = ReasoningFilter()
     assert "".join(g.feed(p) for p in ["No ", "reasoning"]) + g.close() == "No reasoning"
+    assert g.reasoning == ""
+
+
+def test_every_reasoning_block_is_hidden():
+    # what Qwen 0.5B wrote with its answer opened inside a block: more blocks after the first
+    f = ReasoningFilter()
+    f.feed("<reasoning>")
+    pieces = [" Use a set. </reasoning>\n<reas", "oning> Or a dict. </reasoning>\nA set drops ",
+              "duplicates [1].<", "/reasoning> Done. <reasoning> cut off"]
+    assert "".join(f.feed(p) for p in pieces) + f.close() == "A set drops duplicates [1]. Done. "
+    assert f.reasoning == "Use a set.\n\nOr a dict.\n\ncut off"
+
+
+def test_text_that_only_looks_like_a_tag_is_kept():
+    f = ReasoningFilter()
+    assert f.feed("a < b and x <re") == "a < b and x "
+    assert f.feed("d>") == "<red>"
+    assert f.feed("list </reas") + f.close() == "list </reas" and f.reasoning == ""
 
 
 def test_prompt_numbers_passages_and_asks_for_citations():
