@@ -20,6 +20,7 @@ class CyllamaBackend:
     """Greedy chat completion with the model's own chat template, streamed."""
 
     name = "local"
+    continues_final_message = True
     binding = "cyllama"
 
     def __init__(self, path: Path, *, threads: int, prompt_threads: int, n_ctx: int, n_batch: int,
@@ -61,12 +62,15 @@ class CyllamaBackend:
         self.ctx = self.model = None  # type: ignore[assignment]
 
     def prompt(self, messages: list[dict[str, str]]) -> str:
-        """The chat template applied to ``messages``, ready for the assistant's turn."""
+        """The chat template applied to ``messages``, ready for the assistant's turn; a final
+        assistant message is that turn's start, which the model continues."""
         L = self._L
         if not self.template:
             raise ConfigError(f"{self.path.name} has no chat template (a base model?): use an instruct model")
-        chat = [L.LlamaChatMessage(role=m["role"], content=m["content"]) for m in messages]
-        return str(self.model.chat_apply_template(self.template, chat, True))
+        start = messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else ""
+        chat = [L.LlamaChatMessage(role=m["role"], content=m["content"])
+                for m in (messages[:-1] if start else messages)]
+        return str(self.model.chat_apply_template(self.template, chat, True)) + start
 
     def _prefill(self, tokens: list[int]) -> int:
         """Decode ``tokens`` after the prefix already in the cache; the position reached."""

@@ -140,14 +140,25 @@ def test_local_gguf_backend(corpus, binding):
     settings = load_settings(index=corpus.index, llm_backend="local", llm_local_model=SMOLLM2,
                              llm_max_tokens=32, llm_binding=binding, llm_threads=1)
     answer = ask(settings, Q, k=2, reasoning=True)
-    # what the filter keeps aside is exact in tests/integration/test_llm_http_errors.py; a small
-    # model may or may not write a reasoning block, but none may reach the answer
-    assert answer.backend == "local" and answer.reasoning is not None
+    # what the filter keeps aside is exact in tests/integration/test_llm_http_errors.py; none of
+    # the block may reach the answer. The block is opened in the prompt (the answer's start), so
+    # the model's first words are reasoning
+    assert answer.backend == "local" and answer.reasoning and answer.reasoning.strip()
     assert get_backend(settings).binding == binding
     check_citations(answer, cited=False)
     assert "<reasoning>" not in answer.answer and "</reasoning>" not in answer.answer
     plain = ask(settings, Q, k=2)
     assert plain.reasoning is None  # only asked-for reasoning is reported
+
+
+def test_cyllama_continues_a_final_assistant_message(corpus):
+    settings = load_settings(index=corpus.index, llm_backend="local", llm_local_model=SMOLLM2,
+                             llm_binding="cyllama", llm_threads=1)
+    model = get_backend(settings)
+    asked = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}]
+    opened = model.prompt(asked)
+    assert opened.endswith("<|im_start|>user\nHi?<|im_end|>\n<|im_start|>assistant\n")
+    assert model.prompt([*asked, {"role": "assistant", "content": "<reasoning>"}]) == opened + "<reasoning>"
 
 
 def test_cyllama_reuses_the_prompt_prefix(corpus):
@@ -187,3 +198,8 @@ def test_local_transformers_backend(corpus, tmp_path):
     answer = events[-1].answer
     assert answer.backend == "local" and answer.timings_ms["pieces"] >= 1
     check_citations(answer, cited=False)
+    # the reasoning block is opened in the prompt ("assistant:<reasoning>"): all the random
+    # model writes is reasoning it never closes, so no answer is left
+    reasoned = ask(settings, Q, k=2, reasoning=True)
+    assert reasoned.reasoning and "</reasoning>" not in reasoned.reasoning
+    assert (reasoned.answer, reasoned.citations) == (NOT_FOUND, [])
