@@ -186,10 +186,9 @@ class ReasoningFilter:
         return 0
 
     def close(self) -> str:
-        """End of stream: an unclosed block is all reasoning; a partial tag is answer text."""
+        """End of stream: an unclosed block is all reasoning. What is held back then can only
+        be the start of a tag the token cap cut off (Qwen 0.5B's answer "<reasoning"), dropped."""
         if self._inside:
             self.blocks.append(self._buf.strip())
-            self._buf = ""
-            return ""
-        out, self._buf = self._buf, ""
-        return out
+        self._buf = ""
+        return ""

@@ -67,7 +67,17 @@ def test_text_that_only_looks_like_a_tag_is_kept():
     f = ReasoningFilter()
     assert f.feed("a < b and x <re") == "a < b and x "
     assert f.feed("d>") == "<red>"
-    assert f.feed("list </reas") + f.close() == "list </reas" and f.reasoning == ""
+    assert f.feed("list ") + f.close() == "list " and f.reasoning == ""
+
+
+def test_a_tag_cut_off_by_the_token_cap_is_dropped():
+    # Qwen 0.5B's whole answer once, its 512 tokens spent on reasoning: "<reasoning" and no more
+    f = ReasoningFilter()
+    f.feed("<reasoning>")
+    assert f.feed(" cites [1] </reasoning>\n\n<reasoning") + f.close() == ""
+    assert f.reasoning == "cites [1]"
+    g = ReasoningFilter()
+    assert g.feed("Done [1]. </reas") + g.close() == "Done [1]. "
 
 
 def test_prompt_numbers_passages_and_asks_for_citations():
