@@ -30,7 +30,8 @@ def _chunks(es: Elasticsearch, index: str) -> dict[str, dict]:
 
 
 class Prober(threading.Thread):
-    """Sends BM25 queries to the alias in a loop; records each response's concrete indices."""
+    """Sends BM25 queries to the alias in a loop; records each request's send time and its
+    response's concrete indices."""
 
     def __init__(self, es: Elasticsearch, alias: str):
         super().__init__(daemon=True)
@@ -42,10 +43,11 @@ class Prober(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
+            sent = time.monotonic()
             try:
                 r = self.es.search(index=self.alias, query={"match": {"text": "python"}}, size=100)
                 hits = r["hits"]["hits"]
-                self.responses.append((time.monotonic(), frozenset(h["_index"] for h in hits), len(hits)))
+                self.responses.append((sent, frozenset(h["_index"] for h in hits), len(hits)))
             except Exception as exc:  # noqa: BLE001 - any failure is what the test counts
                 self.errors.append(repr(exc))
             time.sleep(0.02)
@@ -95,6 +97,8 @@ def test_reindex_swaps_live_alias_to_new_model(
     first_new = served.index(new)
     assert set(served[:first_new]) == {old} and set(served[first_new:]) == {new}
     assert first_new >= 5
+    # a request answered by the old index was sent before reindex returned (one in flight at the
+    # swap may be answered after it)
     assert all(t < swapped_at for t, _, _ in prober.responses[:first_new])
     assert set(served[n_done + 1:]) == {new}  # sent after reindex returned
 

@@ -80,6 +80,28 @@ def test_a_tag_cut_off_by_the_token_cap_is_dropped():
     assert g.feed("Done [1]. </reas") + g.close() == "Done [1]. "
 
 
+def test_an_unclosed_block_with_no_answer_outside_is_the_answer():
+    # Qwen 0.5B on chatterbot, its answer opened inside a block: the answer, then end of stream
+    f = ReasoningFilter()
+    f.feed("<reasoning>")
+    assert f.feed("A chat bot is a program [1].") == ""
+    assert f.close() == "A chat bot is a program [1]." and f.reasoning == ""
+    # cut off by the token cap: tags inside it, and the start of one at its end, are not text
+    g = ReasoningFilter()
+    g.feed("<reasoning>")
+    g.feed("China [10]. <reasoning> China [10]. </rea")
+    assert g.close() == "China [10]. China [10]."
+    # with an answer outside the blocks, an unclosed block stays reasoning
+    h = ReasoningFilter()
+    h.feed("<reasoning>")
+    assert h.feed("think </reasoning> Yes [1]. <reasoning> more") == "Yes [1]. "
+    assert h.close() == "" and h.reasoning == "think\n\nmore"
+    # an empty unclosed block is no answer
+    e = ReasoningFilter()
+    e.feed("<reasoning> ")
+    assert e.close() == "" and e.reasoning == ""
+
+
 def test_prompt_numbers_passages_and_asks_for_citations():
     msgs = build_messages("Why?", hits(2), reasoning=True)
     assert msgs[0]["role"] == "system" and NOT_FOUND in msgs[0]["content"]
