@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from query.citations import NOT_FOUND
-from query.verify import cite_at_end, cited_numbers, claim_text, sentence_spans
+from query.verify import cite_at_end, cited_numbers, claim_text, sentence_spans, states_something
 
 
 @dataclass
@@ -43,7 +43,7 @@ def attribute_citations(answer: str, passages: Sequence[str], support: Callable[
         sentence = answer[start:end]
         claim = claim_text(sentence)
         n = None
-        if claim and claim != NOT_FOUND and not cited_numbers(sentence):
+        if states_something(claim) and claim != NOT_FOUND and not cited_numbers(sentence):
             n = best_passage(claim, passages, support, min_support)
         if n is not None:
             sentence = cite_at_end(sentence, f"[{n}]")

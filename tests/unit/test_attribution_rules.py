@@ -96,6 +96,17 @@ def test_a_wrong_citation_is_dropped_not_replaced():
     assert (answer.answer, answer.unsupported_citations, answer.attributed_citations) == (NOT_FOUND, 1, 0)
 
 
+def test_markers_around_no_words_support_nothing():
+    # Qwen 0.5B's answer at its token cap: a run of markers and a bracket; and a stray "..."
+    for text, n in (("[1] [2] [3] [", 3), ("... [2]", 1)):
+        answer = Answer(answer=text, citations=[], backend="local")
+        verify_answer(settings(), answer, hits())
+        assert (answer.answer, answer.citations, answer.unsupported_citations, answer.faithfulness) == (
+            NOT_FOUND, [], n, 0.0)
+    out = attribute_citations("...", PASSAGES, overlap_support, 0.5)
+    assert (out.answer, out.added) == ("...", 0)
+
+
 class _BagOfWords:
     """A stand-in embedder with the Embedder interface: unit vectors of word counts."""
 
