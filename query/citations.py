@@ -132,9 +132,9 @@ class ReasoningFilter:
 
     Small models do not stop at one block (Qwen 0.5B, its answer opened inside one, wrote five
     in a row), nor always open the one they close: no tag reaches the answer either way. Nor do
-    they always close it: a stream that ends inside a block with no answer outside any block
-    wrote its answer in there (Qwen 0.5B in 17 of 21 chatterbot answers), and that block is
-    the answer (see ``close``).
+    they always write an answer after their blocks: a stream with no answer outside any block
+    wrote it in its last block (Qwen 0.5B in 17 of 21 chatterbot answers, never closing it),
+    and that block is the answer (see ``close``).
     """
 
     OPEN, CLOSE = "<reasoning>", "</reasoning>"
@@ -193,17 +193,20 @@ class ReasoningFilter:
         return 0
 
     def close(self) -> str:
-        """End of stream. An unclosed block is reasoning when an answer was written outside the
-        blocks, and the answer when none was (returned, not kept as reasoning). Outside a block,
-        what is held back can only be the start of a tag the token cap cut off (Qwen 0.5B's
-        answer "<reasoning"), dropped."""
-        text, self._buf = self._buf.strip(), ""
-        if not self._inside:
+        """End of stream. Outside a block, what is held back can only be the start of a tag the
+        token cap cut off (Qwen 0.5B's answer "<reasoning"), dropped; an unclosed block is a
+        block. With no answer written outside the blocks, the last non-empty block is the
+        answer (returned, no longer kept as reasoning)."""
+        if self._inside:
+            self.blocks.append(self._buf.strip())
+        self._buf, self._inside = "", False
+        if self._answered:
             return ""
-        self._inside = False
-        if self._answered or not text:
-            self.blocks.append(text)
+        while self.blocks and not self.blocks[-1]:
+            self.blocks.pop()
+        if not self.blocks:
             return ""
+        text = self.blocks.pop()
         self._answered = True
         text = re.sub(r"\s*</?reasoning>\s*", " ", text)
         return text[:len(text) - self._partial_tag(text)].strip()

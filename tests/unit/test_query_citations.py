@@ -72,15 +72,16 @@ def test_text_that_only_looks_like_a_tag_is_kept():
 
 def test_a_tag_cut_off_by_the_token_cap_is_dropped():
     # Qwen 0.5B's whole answer once, its 512 tokens spent on reasoning: "<reasoning" and no more
+    # (its one block, with nothing after it, is then the answer)
     f = ReasoningFilter()
     f.feed("<reasoning>")
-    assert f.feed(" cites [1] </reasoning>\n\n<reasoning") + f.close() == ""
-    assert f.reasoning == "cites [1]"
+    assert f.feed(" cites [1] </reasoning>\n\n<reasoning") + f.close() == "cites [1]"
+    assert f.reasoning == ""
     g = ReasoningFilter()
     assert g.feed("Done [1]. </reas") + g.close() == "Done [1]. "
 
 
-def test_an_unclosed_block_with_no_answer_outside_is_the_answer():
+def test_with_no_answer_outside_the_blocks_the_last_block_is_the_answer():
     # Qwen 0.5B on chatterbot, its answer opened inside a block: the answer, then end of stream
     f = ReasoningFilter()
     f.feed("<reasoning>")
@@ -96,10 +97,13 @@ def test_an_unclosed_block_with_no_answer_outside_is_the_answer():
     h.feed("<reasoning>")
     assert h.feed("think </reasoning> Yes [1]. <reasoning> more") == "Yes [1]. "
     assert h.close() == "" and h.reasoning == "think\n\nmore"
-    # an empty unclosed block is no answer
+    # an empty unclosed block is no answer; the block before it is
     e = ReasoningFilter()
-    e.feed("<reasoning> ")
-    assert e.close() == "" and e.reasoning == ""
+    e.feed("<reasoning>")
+    blocks = "Think. </reasoning> <reasoning> The name is in __name__ [1]. </reasoning><reasoning> "
+    assert e.feed(blocks) == ""
+    assert e.close() == "The name is in __name__ [1]." and e.reasoning == "Think."
+    assert ReasoningFilter().close() == ""
 
 
 def test_prompt_numbers_passages_and_asks_for_citations():
