@@ -81,28 +81,27 @@ def test_a_tag_cut_off_by_the_token_cap_is_dropped():
     assert g.feed("Done [1]. </reas") + g.close() == "Done [1]. "
 
 
-def test_with_no_answer_outside_the_blocks_the_last_block_is_the_answer():
-    # Qwen 0.5B on chatterbot, its answer opened inside a block: the answer, then end of stream
+def _opened(*pieces: str) -> tuple[ReasoningFilter, str]:
+    """A filter whose stream began inside a block (the local models' prompt), fed ``pieces``."""
     f = ReasoningFilter()
     f.feed("<reasoning>")
-    assert f.feed("A chat bot is a program [1].") == ""
-    assert f.close() == "A chat bot is a program [1]." and f.reasoning == ""
+    return f, "".join(f.feed(p) for p in pieces)
+
+
+def test_with_no_answer_outside_the_blocks_the_last_block_is_the_answer():
+    # Qwen 0.5B on chatterbot, its answer opened inside a block: the answer, then end of stream
+    f, streamed = _opened("A chat bot is a program [1].")
+    assert (streamed, f.close(), f.reasoning) == ("", "A chat bot is a program [1].", "")
     # cut off by the token cap: tags inside it, and the start of one at its end, are not text
-    g = ReasoningFilter()
-    g.feed("<reasoning>")
-    g.feed("China [10]. <reasoning> China [10]. </rea")
+    g, _ = _opened("China [10]. <reasoning> China [10]. </rea")
     assert g.close() == "China [10]. China [10]."
     # with an answer outside the blocks, an unclosed block stays reasoning
-    h = ReasoningFilter()
-    h.feed("<reasoning>")
-    assert h.feed("think </reasoning> Yes [1]. <reasoning> more") == "Yes [1]. "
-    assert h.close() == "" and h.reasoning == "think\n\nmore"
+    h, streamed = _opened("think </reasoning> Yes [1]. <reasoning> more")
+    assert (streamed, h.close(), h.reasoning) == ("Yes [1]. ", "", "think\n\nmore")
     # an empty unclosed block is no answer; the block before it is
-    e = ReasoningFilter()
-    e.feed("<reasoning>")
-    blocks = "Think. </reasoning> <reasoning> The name is in __name__ [1]. </reasoning><reasoning> "
-    assert e.feed(blocks) == ""
-    assert e.close() == "The name is in __name__ [1]." and e.reasoning == "Think."
+    e, streamed = _opened("Think. </reasoning> <reasoning> The name is in __name__ [1]. </reasoning>",
+                          "<reasoning> ")
+    assert (streamed, e.close(), e.reasoning) == ("", "The name is in __name__ [1].", "Think.")
     assert ReasoningFilter().close() == ""
 
 
