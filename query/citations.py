@@ -208,5 +208,5 @@ class ReasoningFilter:
             return ""
         text = self.blocks.pop()
         self._answered = True
-        text = re.sub(r"\s*</?reasoning>\s*", " ", text)
+        text = re.sub(rf"\s*(?:{re.escape(self.OPEN)}|{re.escape(self.CLOSE)})\s*", " ", text)
         return text[:len(text) - self._partial_tag(text)].strip()

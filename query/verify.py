@@ -180,9 +180,8 @@ def check_citations(answer: str, passages: Sequence[str], support: Callable[[str
             continue
         sentences += 1
         good: list[int] = []
-        for n in dict.fromkeys(cited_numbers(sentence)):
-            if (1 <= n <= len(passages) and states_something(claim)
-                    and support(claim, passages[n - 1]) >= min_support):
+        for n in dict.fromkeys(cited_numbers(sentence) if states_something(claim) else []):
+            if 1 <= n <= len(passages) and support(claim, passages[n - 1]) >= min_support:
                 good.append(n)
         unsupported += len(cited_numbers(sentence)) - sum(cited_numbers(sentence).count(n) for n in good)
         supported += bool(good)
