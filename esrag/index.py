@@ -12,7 +12,7 @@ import re
 import time
 from typing import Any
 
-from elasticsearch import ApiError, BadRequestError, Elasticsearch, NotFoundError
+from elasticsearch import ApiError, Elasticsearch, NotFoundError
 
 from esrag.embedder import ModelInfo
 from esrag.errors import ConfigError, EsragError, ModelMismatch, es_reason
@@ -198,10 +198,14 @@ def ensure_index(client: Elasticsearch, settings: Settings, model: ModelInfo,
             index=name, aliases={settings.index: {"is_write_index": True}},
             **build_mapping(settings, model, rerank)
         )
-    except BadRequestError as exc:
-        if exc.error != "resource_already_exists_exception":
+    except ApiError:
+        # Another worker created the alias's index at the same moment: under the same name
+        # (resource_already_exists_exception), or, when it committed between our alias check
+        # and our name lookup, as the version before ours (ES refuses ours with a 500
+        # illegal_state_exception, "alias has more than one write index", creating nothing).
+        # Either way the alias exists now: use theirs.
+        if alias_target(client, settings.index) is None:
             raise
-        # another worker created it at the same moment (with the alias): use theirs
     target = alias_target(client, settings.index)
     if target is None:
         raise EsragError(f"index for alias {settings.index!r} exists without the alias; fix it by hand")

@@ -112,8 +112,11 @@ class Stack:
             if job is not None and job.status in FINAL_STATES:
                 return job
             time.sleep(0.5)
-        logs = "\n".join(p.read_text()[-2000:] for p in self.redis_dir.parent.glob("worker-*.log"))
-        raise AssertionError(f"job {job_id} not finished in {timeout}s: {store.get(job_id)}\n{logs}")
+        raise AssertionError(f"job {job_id} not finished in {timeout}s: {store.get(job_id)}\n{self.logs()}")
+
+    def logs(self) -> str:
+        """The last 2,000 characters of each worker's log."""
+        return "\n".join(p.read_text()[-2000:] for p in sorted(self.redis_dir.parent.glob("worker-*.log")))
 
 
 @pytest.fixture()
@@ -176,7 +179,7 @@ def test_two_workers_match_sync_ingest(es: Elasticsearch, stack: Stack, settings
     stack.start_worker()
     job_id = submit_files(files, stack.settings)
     job = stack.wait(job_id, 180)
-    assert job.status == "completed"
+    assert job.status == "completed", job.failures
     assert job.tasks_total == 12 and job.tasks_done == 12
     assert job.counters["documents"] == 12
     assert job.counters["chunks"] == len(expected)
@@ -215,44 +218,43 @@ def test_job_runs_with_the_submitters_id_scope(es: Elasticsearch, stack: Stack, 
 @pytest.mark.timeout(300)
 def test_kill_9_worker_mid_job(es: Elasticsearch, stack: Stack, settings: Settings, tmp_path: Path):
     """Default visibility timeout (an hour): the killed worker's task must come back through
-    its lease, shown as stalled meanwhile, and run exactly once more on the survivor."""
+    its lease, shown as stalled until a live worker reclaims it, and run exactly once more,
+    on that worker. The survivor starts after the kill, so the stalled state is there to see
+    for as long as no worker is alive (with one alive it lasts at most a reaper round)."""
     files = _corpus(tmp_path / "docs", 30)
     expected = _sync_ids(es, files, settings)
     victim = stack.start_worker(name="victim")
-    stack.start_worker(name="survivor")
     job_id = submit_files(files, stack.settings)
     store = stack.store()
     held = None
     deadline = time.monotonic() + 150
     while held is None and time.monotonic() < deadline:
         job = store.get(job_id)
-        tasks = store.tasks(job_id)
-        on_victim = [t for t, rec in tasks.items()
-                     if rec["state"] == "running" and _node(rec).startswith("victim@")]
-        if job.tasks_done >= 3 and on_victim:
-            held = on_victim[0]
+        running = [t for t, state in store.task_states(job_id).items() if state == "running"]
+        if job.tasks_done >= 3 and running:
+            held = running[0]
         else:
             time.sleep(0.1)
     assert held is not None, "the victim never held a task"
     stack.kill_worker(victim)
-    killed = time.monotonic()
-    # until its lease expires and a live worker reclaims it, the task shows as stalled
-    seen_stalled = False
-    while time.monotonic() < killed + 60:
-        rec = store.task(job_id, held)
-        if rec["attempts"] >= 2:
-            break
-        if store.task_states(job_id)[held] == "stalled":
-            snapshot = store.get(job_id)
-            seen_stalled |= snapshot.tasks_stalled >= 1 and snapshot.to_dict()["eta_s"] is None
+    assert _node(store.task(job_id, held)).startswith("victim@")
+    # once its lease expires (at most LEASE seconds after the last renewal) it shows as stalled
+    deadline = time.monotonic() + LEASE + 20
+    while store.task_states(job_id)[held] != "stalled" and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert store.task(job_id, held)["attempts"] == 2, "the lost task did not run again within 60 s"
-    assert seen_stalled
+    assert store.task_states(job_id)[held] == "stalled", "the dead worker's task never showed as stalled"
+    snapshot = store.get(job_id)
+    assert (snapshot.tasks_stalled, snapshot.tasks_running, snapshot.to_dict()["eta_s"]) == (1, 0, None)
+    stack.start_worker(name="survivor")
     job = stack.wait(job_id, 200)
-    assert job.status == "completed"
+    assert job.status == "completed", (job.failures, stack.logs())
     assert (job.tasks_done, job.tasks_failed, job.tasks_stalled) == (30, 0, 0)
     assert job.counters["documents"] == 30
-    assert job.counters["chunks"] == len(expected)
+    # the victim may die after its document's write landed and before its result was
+    # counted: the rerun then finds the document complete and counts it as unchanged
+    # (two chunks each)
+    assert len(expected) == 60
+    assert (job.counters["skipped_unchanged"], job.counters["chunks"]) in ((0, 60), (1, 58)), job.counters
     rec = store.task(job_id, held)
     assert (rec["state"], rec["attempts"], rec["lost"]) == ("done", 2, 1)
     assert _node(rec).startswith("survivor@")
